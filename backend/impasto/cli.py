@@ -1,0 +1,60 @@
+"""`impasto ...`: one entry point, one error handler (pypa/build style: main(argv) -> int).
+
+Each command group lives in its own module with `register(subparsers)`, which adds a parser whose
+`func(args) -> int` runs it. Add a module to COMMAND_MODULES to add commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from impasto import __version__
+from impasto.errors import ImpastoError
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "impasto.cli_engine",  # stylize, upscale
+    "impasto.cli_models",  # models list/info/import/remove/pull
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="impasto", description="Neural style transfer and super-resolution (Johnson et al. 2016)."
+    )
+    parser.add_argument("--version", action="version", version=f"impasto {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more, and show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ImpastoError as exc:
+        print(f"impasto: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"impasto: {exc.hint}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("impasto: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the unexpected: a bug, so show where
+        if args.verbose:
+            raise
+        logging.getLogger("impasto").exception("unexpected error")
+        print(f"impasto: internal error: {exc!r}", file=sys.stderr)
+        print("impasto: this is a bug; please report it with the output of `impasto -v ...`", file=sys.stderr)
+        return 3
