@@ -1,0 +1,175 @@
+"""Building blocks shared by the style and super-resolution networks.
+
+Every spatial layer pads explicitly and convolves with padding 0, and can compute any window of its
+output from the matching window of its input (`window`). A network is a *plan*: a flat list of steps
+(spatial layer, instance norm, pointwise activation, push/add for skips). `run_plan` executes a plan on
+a whole tensor; the tiler executes the same plan window by window, so both paths share one definition."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Window:
+    """How to compute output rows [o0, o1) of a spatial layer along one axis: read input rows [i0, i1),
+    pad by (pad_lo, pad_hi) with the layer's own border rule, run the layer, keep rows from `crop`."""
+
+    i0: int
+    i1: int
+    pad_lo: int
+    pad_hi: int
+    crop: int
+
+
+def _clip(start: int, end: int, n: int) -> tuple[int, int, int, int]:
+    i0, i1 = max(start, 0), min(end, n)
+    return i0, i1, i0 - start, end - i1
+
+
+class Spatial(nn.Module):
+    """A layer whose output at each position depends on a bounded input neighbourhood."""
+
+    up: int = 1  # output/input size ratio numerator (upsampling)
+    down: int = 1  # output/input size ratio denominator (stride)
+
+    def out_size(self, n: int) -> int:
+        raise NotImplementedError
+
+    def window(self, o0: int, o1: int, n: int) -> Window:
+        raise NotImplementedError
+
+    def run(self, x: torch.Tensor, wh: Window, ww: Window, oh: int, ow: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        oh, ow = self.out_size(h), self.out_size(w)
+        return self.run(x, self.window(0, oh, h), self.window(0, ow, w), oh, ow)
+
+
+def _pad(x: torch.Tensor, wh: Window, ww: Window, mode: str) -> torch.Tensor:
+    pads = (ww.pad_lo, ww.pad_hi, wh.pad_lo, wh.pad_hi)
+    if not any(pads):
+        return x
+    return F.pad(x, pads, mode="constant" if mode == "zero" else mode)
+
+
+class ConvLayer(Spatial):
+    """Conv with explicit border padding: `reflect` (pytorch/examples), `zero`, or TF `same` (zero padding
+    split as TensorFlow does, which for stride 2 on an even size pads only the bottom/right)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, pad: str = "reflect", bias: bool = True):
+        super().__init__()
+        self.kernel, self.stride, self.pad_mode = kernel, stride, pad
+        self.down = stride
+        self.conv2d = nn.Conv2d(cin, cout, kernel, stride, bias=bias)
+
+    def _pads(self, n: int) -> tuple[int, int]:
+        if self.pad_mode == "same":
+            total = max((-(-n // self.stride) - 1) * self.stride + self.kernel - n, 0)
+            return total // 2, total - total // 2
+        p = self.kernel // 2
+        return p, p
+
+    def out_size(self, n: int) -> int:
+        lo, hi = self._pads(n)
+        return (n + lo + hi - self.kernel) // self.stride + 1
+
+    def window(self, o0: int, o1: int, n: int) -> Window:
+        lo, _ = self._pads(n)
+        i0, i1, plo, phi = _clip(o0 * self.stride - lo, (o1 - 1) * self.stride + self.kernel - lo, n)
+        return Window(i0, i1, plo, phi, 0)
+
+    def run(self, x: torch.Tensor, wh: Window, ww: Window, oh: int, ow: int) -> torch.Tensor:
+        mode = "reflect" if self.pad_mode == "reflect" else "zero"
+        return self.conv2d(_pad(x, wh, ww, mode))
+
+
+class UpsampleConvLayer(Spatial):
+    """Nearest-neighbour upsampling then a reflection-padded conv (pytorch/examples; Odena et al. 2016:
+    resize-convolution avoids the checkerboard of transposed convolutions)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, upsample: int = 2, pad: str = "reflect"):
+        super().__init__()
+        self.kernel, self.upsample, self.pad_mode = kernel, upsample, pad
+        self.up = upsample
+        self.conv2d = nn.Conv2d(cin, cout, kernel, 1)
+
+    def out_size(self, n: int) -> int:
+        return n * self.upsample
+
+    def window(self, o0: int, o1: int, n: int) -> Window:
+        p, u = self.kernel // 2, self.upsample
+        a, b, plo, phi = _clip(o0 - p, o1 - 1 + self.kernel - p, n * u)
+        i0, i1 = a // u, -(-b // u)
+        # crop = offset of `a` inside the upsampled source window; stored in Window.crop
+        return Window(i0, i1, plo, phi, a - i0 * u)
+
+    def run(self, x: torch.Tensor, wh: Window, ww: Window, oh: int, ow: int) -> torch.Tensor:
+        u = self.upsample
+        x = F.interpolate(x, scale_factor=u, mode="nearest")
+        # (B, C, (i1-i0)*u, ...) -> keep exactly the upsampled rows [a, b)
+        hh = oh + self.kernel - 1 - wh.pad_lo - wh.pad_hi
+        ww_ = ow + self.kernel - 1 - ww.pad_lo - ww.pad_hi
+        x = x[..., wh.crop : wh.crop + hh, ww.crop : ww.crop + ww_]
+        return self.conv2d(_pad(x, wh, ww, "reflect" if self.pad_mode == "reflect" else "zero"))
+
+
+class TransposeConvLayer(Spatial):
+    """TensorFlow `conv2d_transpose` with 'SAME' padding and stride 2 (Engstrom's upsampling):
+    out[j] = sum over 2i + k = j of x[i] * w[k], output size 2n."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 2):
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+        self.up = stride
+        self.conv = nn.ConvTranspose2d(cin, cout, kernel, stride, bias=False)
+
+    def out_size(self, n: int) -> int:
+        return n * self.stride
+
+    def window(self, o0: int, o1: int, n: int) -> Window:
+        s, k = self.stride, self.kernel
+        i0 = max(0, -(-(o0 - k + 1) // s))
+        i1 = min(n, (o1 - 1) // s + 1)
+        return Window(i0, i1, 0, 0, o0 - i0 * s)
+
+    def run(self, x: torch.Tensor, wh: Window, ww: Window, oh: int, ow: int) -> torch.Tensor:
+        y = self.conv(x)
+        y = F.pad(y, (0, max(0, ww.crop + ow - y.shape[-1]), 0, max(0, wh.crop + oh - y.shape[-2])))
+        return y[..., wh.crop : wh.crop + oh, ww.crop : ww.crop + ow]
+
+
+# A plan step: ("spatial", layer) | ("norm", InstanceNorm2d) | ("act", fn) | ("push",) | ("add",)
+Step = tuple
+Plan = Sequence[Step]
+
+
+def relu(x: torch.Tensor) -> torch.Tensor:
+    return F.relu(x)
+
+
+def run_plan(plan: Plan, x: torch.Tensor) -> torch.Tensor:
+    """Execute a plan on whole tensors (the untiled path)."""
+    stack: list[torch.Tensor] = []
+    for step in plan:
+        kind = step[0]
+        if kind in ("spatial", "norm", "act"):
+            x = step[1](x)
+        elif kind == "push":
+            stack.append(x)
+        elif kind == "add":
+            x = x + stack.pop()
+        else:  # pragma: no cover - plans are built in this package
+            raise ValueError(f"unknown plan step {kind!r}")
+    return x
+
+
+def act_step(fn: Callable[[torch.Tensor], torch.Tensor]) -> Step:
+    return ("act", fn)
