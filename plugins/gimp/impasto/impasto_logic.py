@@ -199,7 +199,9 @@ def progress_mapper(update: Callable[[float], None], index: int, count: int,
         if stage in WAITING_STAGES:
             return
         if stage in stages:
-            current[0] = max(current[0], stages.index(stage))
+            if stages.index(stage) < current[0]:
+                return  # a late report of a finished stage
+            current[0] = stages.index(stage)
         value = (index * len(stages) + current[0] + min(max(float(fraction), 0.0), 1.0)) * share
         if value > done[0]:
             done[0] = value
