@@ -1,0 +1,319 @@
+"""Transport-agnostic operations shared by the CLI, the gRPC server and batch jobs.
+
+Each operation takes an editor buffer (`PixelBuffer`) and returns one in the same format; progress goes
+to a `progress(stage, fraction)` callback and a `CancelToken` is checked between tiles and iterations."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from impasto.cancel import CancelToken, Progress, no_progress
+from impasto.errors import InvalidArgument, ResourceExhausted
+from impasto.models.info import ModelInfo
+from impasto.models.store import ModelStore
+from impasto.pixels import PixelBuffer, from_network, resize_alpha, to_network
+from impasto.tiling import RunConfig, run_network
+
+log = logging.getLogger(__name__)
+
+SR_SCALES = (2, 4, 8)
+# Preferred SR model per scale when the request names none; otherwise the first with that scale.
+DEFAULT_SR = {2: ("impasto-sr-x2", "srgan-x2"), 4: ("impasto-sr-x4", "srgan-x4"), 8: ("impasto-sr-x8", "srgan-x8")}
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    device: str = "auto"
+    tile_size: int = 512
+    memory_budget: int | None = None  # bytes of working memory per network call; None: from free memory
+    bf16: bool | None = None  # reduced-precision autocast; None: where the device supports it
+    compile: bool = False  # torch.compile the networks (pays a compile per new input shape)
+    max_pixels: int = 64_000_000
+    model_cache: int = 4
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise InvalidArgument(f"unknown device {name!r}", hint="use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgument("CUDA was requested but no CUDA device is available", hint="use --device cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidArgument("MPS was requested but is not available here", hint="use --device cpu")
+    return dev
+
+
+def cpu_has_bf16() -> bool:
+    """bf16 autocast only pays on CPUs with native bf16 (AVX512-BF16 or AMX); elsewhere it is emulated."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def available_memory() -> int:
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
+
+
+def _ycbcr(x: torch.Tensor) -> torch.Tensor:
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    return torch.stack([y, 128 - 0.168736 * r - 0.331264 * g + 0.5 * b, 128 + 0.5 * r - 0.418688 * g - 0.081312 * b], 1)
+
+
+def _rgb(x: torch.Tensor) -> torch.Tensor:
+    y, cb, cr = x[:, 0], x[:, 1] - 128, x[:, 2] - 128
+    return torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1)
+
+
+def luminance_transfer(stylized: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """Luminance-only transfer (Gatys et al. 2016, 'Preserving color in neural artistic style transfer'):
+    the stylized luminance with the original chroma (BT.601 YCbCr)."""
+    s, o = _ycbcr(stylized), _ycbcr(original)
+    return _rgb(torch.cat([s[:, :1], o[:, 1:]], 1)).clamp(0, 255)
+
+
+def resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    if x.shape[-2:] == (h, w):
+        return x
+    return F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True).clamp(0, 255)
+
+
+class Engine:
+    """The engine behind every front end. One call at a time per device (the server's queue serialises)."""
+
+    def __init__(self, config: EngineConfig | None = None, store: ModelStore | None = None):
+        self.config = config or EngineConfig()
+        self.store = store or ModelStore()
+        self.device = pick_device(self.config.device)
+        self._cache: OrderedDict[str, tuple[str, nn.Module, nn.Module | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def device_name(self) -> str:
+        if self.device.type == "cuda":
+            return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
+        return str(self.device)
+
+    def run_config(self) -> RunConfig:
+        cfg = self.config
+        if cfg.memory_budget is not None:
+            budget = cfg.memory_budget
+        elif self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            budget = int(free * 0.6)
+        else:
+            budget = min(int(available_memory() * 0.35), 8 << 30)
+        autocast = None
+        if cfg.bf16 is not False:
+            if self.device.type == "cuda":
+                autocast = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            elif self.device.type == "cpu" and (cfg.bf16 or cpu_has_bf16()):
+                autocast = torch.bfloat16
+        return RunConfig(device=self.device, tile=cfg.tile_size, budget=budget, autocast=autocast)
+
+    # ---- models ----
+
+    def models(self, kind: str | None = None) -> list[ModelInfo]:
+        return self.store.list(kind)
+
+    def operations(self) -> list[str]:
+        return ["stylize", "upscale", "refine", "gatys"]
+
+    def _network(self, info: ModelInfo) -> tuple[nn.Module, nn.Module | None]:
+        with self._lock:
+            hit = self._cache.get(info.name)
+            if hit and hit[0] == info.sha256:
+                self._cache.move_to_end(info.name)
+                return hit[1], hit[2]
+            net = self.store.load(info.name, self.device)
+            if self.device.type == "cuda":
+                net = net.to(memory_format=torch.channels_last)
+            compiled = torch.compile(net, dynamic=False) if self.config.compile else None
+            self._cache[info.name] = (info.sha256, net, compiled)  # type: ignore[assignment]
+            while len(self._cache) > self.config.model_cache:
+                self._cache.popitem(last=False)
+            return net, compiled  # type: ignore[return-value]
+
+    def default_sr_model(self, scale: int) -> ModelInfo:
+        candidates = [m for m in self.store.list("sr") if m.scale == scale]
+        for name in DEFAULT_SR.get(scale, ()):
+            for m in candidates:
+                if m.name == name:
+                    return m
+        if not candidates:
+            raise InvalidArgument(f"no super-resolution model for x{scale}",
+                                  hint="use --model bicubic, or import one with `impasto models import`")
+        return candidates[0]
+
+    # ---- checks ----
+
+    def check_size(self, width: int, height: int, what: str = "image") -> None:
+        if width * height > self.config.max_pixels:
+            raise ResourceExhausted(
+                f"the {what} is {width}x{height} = {width * height:,} pixels, over the limit of "
+                f"{self.config.max_pixels:,}",
+                hint="raise the limit with --max-pixels, or work on a smaller image",
+            )
+
+    # ---- operations ----
+
+    def stylize(
+        self,
+        image: PixelBuffer,
+        style: str,
+        *,
+        strength: float = 1.0,
+        preserve_colors: bool = False,
+        scale: float = 1.0,
+        refine: int = 0,
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
+    ) -> PixelBuffer:
+        """Feed-forward stylization (Johnson et al. 2016), optionally refined by Gatys iterations."""
+        progress = progress or no_progress
+        if not 0.0 <= strength <= 1.0:
+            raise InvalidArgument(f"strength must be between 0 and 1, got {strength}")
+        if not 0.25 <= scale <= 4.0:
+            raise InvalidArgument(f"scale must be between 0.25 and 4, got {scale}")
+        if not 0 <= refine <= 1000:
+            raise InvalidArgument(f"refine must be between 0 and 1000 iterations, got {refine}")
+        info = self.store.get(style, "style")
+        self.check_size(image.width, image.height)
+        h, w = image.height, image.width
+        ph, pw = max(1, round(h * scale)), max(1, round(w * scale))
+        self.check_size(pw, ph, "processing size")
+        progress("loading", 0.0)
+        net, compiled = self._network(info)
+        rgb, alpha = to_network(image)
+        x = resize(rgb, ph, pw)
+        y = run_network(net, x, self.run_config(), progress, cancel, "stylize", compiled).clamp(0, 255)
+        if refine > 0:
+            y = self._refine(info, x, y, refine, progress, cancel)
+        y = resize(y, h, w)
+        if preserve_colors:
+            y = luminance_transfer(y, rgb)
+        if strength < 1.0:
+            y = rgb + strength * (y - rgb)
+        if cancel is not None:
+            cancel.check()
+        progress("stylize", 1.0)
+        return from_network(y, alpha, image.format)
+
+    def _refine(self, info: ModelInfo, content: torch.Tensor, init: torch.Tensor, iterations: int,
+                progress: Progress, cancel: CancelToken | None) -> torch.Tensor:
+        from impasto import gatys
+
+        if not info.style_image_jpeg:
+            raise InvalidArgument(f"style {info.name!r} carries no style image, so it cannot be refined",
+                                  hint="use --refine 0, or `impasto gatys` with the style image")
+        style = _decode_image(info.style_image_jpeg)
+        out = gatys.refine(content.to(self.device), init.to(self.device), style.to(self.device),
+                           iterations=iterations, device=self.device,
+                           progress=lambda s, f: progress("refine", f), cancel=cancel)
+        return out.detach().float().cpu().clamp(0, 255)
+
+    def upscale(
+        self,
+        image: PixelBuffer,
+        scale: int,
+        *,
+        model: str | None = None,
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
+    ) -> PixelBuffer:
+        """Super-resolution by `scale` (2, 4 or 8) with an SR network, or plain bicubic ("bicubic")."""
+        progress = progress or no_progress
+        if scale not in SR_SCALES:
+            raise InvalidArgument(f"scale must be 2, 4 or 8, got {scale}")
+        self.check_size(image.width, image.height)
+        h, w = image.height * scale, image.width * scale
+        self.check_size(w, h, "upscaled image")
+        rgb, alpha = to_network(image)
+        if model == "bicubic":
+            y = F.interpolate(rgb, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 255)
+        else:
+            info = self.default_sr_model(scale) if not model else self.store.get(model, "sr")
+            if info.scale != scale:
+                raise InvalidArgument(f"model {info.name!r} upscales x{info.scale}, not x{scale}")
+            progress("loading", 0.0)
+            net, compiled = self._network(info)
+            y = run_network(net, rgb, self.run_config(), progress, cancel, "upscale", compiled).clamp(0, 255)
+        if alpha is not None:
+            alpha = resize_alpha(alpha, h, w)
+        progress("upscale", 1.0)
+        return from_network(y, alpha, image.format)
+
+    def gatys(
+        self,
+        content: PixelBuffer,
+        style: PixelBuffer,
+        *,
+        iterations: int = 150,
+        content_weight: float | None = None,
+        style_weight: float | None = None,
+        init: str = "content",
+        max_size: int = 0,
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
+    ) -> PixelBuffer:
+        """Style transfer by optimisation (Gatys et al. 2016) from any style image; no trained network."""
+        from impasto import gatys
+
+        if not 1 <= iterations <= 5000:
+            raise InvalidArgument(f"iterations must be between 1 and 5000, got {iterations}")
+        if init not in ("content", "noise"):
+            raise InvalidArgument(f"init must be 'content' or 'noise', got {init!r}")
+        if max_size < 0 or max_size > 4096:
+            raise InvalidArgument(f"max_size must be between 0 (default) and 4096, got {max_size}")
+        self.check_size(content.width, content.height)
+        self.check_size(style.width, style.height, "style image")
+        rgb, alpha = to_network(content)
+        style_rgb, _ = to_network(style)
+        h, w = rgb.shape[-2:]
+        side = max_size or 512
+        k = min(1.0, side / max(h, w))
+        x = resize(rgb, max(1, round(h * k)), max(1, round(w * k)))
+        ks = min(1.0, side / max(style_rgb.shape[-2:]))
+        s = resize(style_rgb, max(1, round(style_rgb.shape[2] * ks)), max(1, round(style_rgb.shape[3] * ks)))
+        weights = {}
+        if content_weight is not None:
+            weights["content_weight"] = content_weight
+        if style_weight is not None:
+            weights["style_weight"] = style_weight
+        result = gatys.run(x.to(self.device), s.to(self.device), init=init, iterations=iterations,
+                           device=self.device, progress=progress, cancel=cancel, **weights)  # type: ignore[arg-type]
+        y = resize(result.image.detach().float().cpu().clamp(0, 255), h, w)
+        return from_network(y, alpha, content.format)
+
+
+
+def _decode_image(data: bytes) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        arr = np.asarray(im.convert("RGB"), dtype=np.float32)
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy())[None]
