@@ -1,0 +1,67 @@
+"""The plugin's settings, kept in Krita's config (kritarc, group "impasto") through two callables so this
+module needs no Krita."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+GROUP = "impasto"
+
+Read = Callable[[str, str, str], str]  # (group, name, default) -> value
+Write = Callable[[str, str, str], None]
+
+
+@dataclass(frozen=True)
+class StyleOptions:
+    style: str = ""
+    strength: float = 1.0
+    preserve_colors: bool = False
+    refine: int = 0
+
+
+@dataclass(frozen=True)
+class Settings:
+    address: str = DEFAULT_ADDRESS
+    token: str = ""
+    interpreter: str = ""  # the Python with `impasto` installed, for the Start button
+    style: str = ""
+    strength: float = 1.0
+    preserve_colors: bool = False
+    refine: int = 0
+    upscale: int = 2
+    last_style: str = ""  # what "Apply last Impasto style again" repeats; empty until a style ran
+
+    @property
+    def options(self) -> StyleOptions:
+        return StyleOptions(self.style, self.strength, self.preserve_colors, self.refine)
+
+    def with_options(self, options: StyleOptions) -> Settings:
+        return replace(self, style=options.style, strength=options.strength,
+                       preserve_colors=options.preserve_colors, refine=options.refine)
+
+    @classmethod
+    def load(cls, read: Read) -> Settings:
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            default = getattr(cls(), f.name)
+            raw = read(GROUP, f.name, str(default))
+            try:
+                if isinstance(default, bool):
+                    values[f.name] = raw.strip().lower() in ("1", "true", "yes")
+                elif isinstance(default, int):
+                    values[f.name] = int(raw)
+                elif isinstance(default, float):
+                    values[f.name] = min(1.0, max(0.0, float(raw)))
+                else:
+                    values[f.name] = raw
+            except ValueError:  # a hand-edited kritarc should not stop the plugin loading
+                values[f.name] = default
+        if values.get("upscale") not in (2, 4, 8):
+            values["upscale"] = 2
+        return cls(**values)  # type: ignore[arg-type]
+
+    def save(self, write: Write) -> None:
+        for name, value in asdict(self).items():
+            write(GROUP, name, str(value))
