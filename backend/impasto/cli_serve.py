@@ -1,0 +1,73 @@
+"""`impasto serve`: run the gRPC backend the editor plugins and `impasto.client.Client` talk to."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from impasto.errors import InvalidArgument
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "serve", help="run the gRPC backend for Krita, GIMP and remote clients",
+        description="Serve stylize/upscale over gRPC. Prints 'impasto: serving on HOST:PORT' once it listens "
+                    "(use port 0 to let the system pick one). Stops cleanly on Ctrl+C or SIGTERM.",
+    )
+    p.add_argument("--address", default="127.0.0.1:50051",
+                   help="HOST:PORT to listen on (default 127.0.0.1:50051); non-loopback hosts need --token")
+    p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, mps (default auto)")
+    p.add_argument("--max-queue", type=int, default=8, metavar="N",
+                   help="jobs waiting or running before new ones are refused (default 8)")
+    p.add_argument("--max-pixels", type=int, default=64_000_000, metavar="N",
+                   help="largest image accepted, in pixels (default 64000000)")
+    p.add_argument("--token", default=None, help="require clients to send this token (needed off loopback)")
+    p.add_argument("--tls-cert", type=Path, default=None, metavar="FILE", help="PEM certificate for TLS")
+    p.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="PEM private key for TLS")
+    p.add_argument("--grace", type=float, default=5.0, metavar="S",
+                   help="seconds running jobs may finish on shutdown before they are cancelled (default 5)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here so `impasto --help` does not load torch and grpc.
+    from impasto.server import ImpastoServer, ServerConfig, is_loopback
+    from impasto.service import Engine, EngineConfig
+
+    if not is_loopback(args.address) and not args.token:
+        raise InvalidArgument(
+            f"{args.address} is reachable from other machines, so it needs a token",
+            hint="add --token SECRET (clients send it), or listen on 127.0.0.1",
+        )
+    if args.max_queue < 1 or args.max_pixels < 1:
+        raise InvalidArgument("--max-queue and --max-pixels must be at least 1")
+    engine = Engine(EngineConfig(device=args.device, max_pixels=args.max_pixels))
+    config = ServerConfig(address=args.address, max_queue=args.max_queue, token=args.token,
+                          tls_cert=args.tls_cert, tls_key=args.tls_key, grace=args.grace)
+    server = ImpastoServer(engine, config)
+    address = server.start()
+    print(f"impasto: serving on {address} (device {engine.device_name})", flush=True)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            pass
+        print("impasto: shutting down", file=sys.stderr, flush=True)
+        server.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

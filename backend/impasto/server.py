@@ -1,0 +1,347 @@
+"""`impasto serve`: the gRPC servicer (thin: convert the request, call the engine, convert back) and the
+server around it (job queue, health, reflection, token check, TLS, graceful shutdown).
+
+Domain errors carry their gRPC status code and are mapped in one place (`_abort`); anything else is a
+bug, logged with its traceback and answered INTERNAL, so no input can take the server down.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import inspect
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from impasto import __version__
+from impasto._proto import impasto_pb2 as pb
+from impasto._proto import impasto_pb2_grpc as pb_grpc
+from impasto.cancel import CancelToken, Progress
+from impasto.errors import ImpastoError, InvalidArgument, Unavailable
+from impasto.jobs import JobQueue
+from impasto.pixels import PixelBuffer, PixelFormat
+
+if TYPE_CHECKING:
+    from impasto.models.info import ModelInfo
+    from impasto.service import Engine
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1 << 20  # ~1 MiB messages: streaming beats one huge unary message (and its 4 MiB limit)
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Impasto"].full_name
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> NoReturn:
+    """The one place where errors become gRPC statuses."""
+    if isinstance(exc, ImpastoError):
+        message = f"{exc.message}; {exc.hint}" if exc.hint else exc.message
+        context.abort(grpc.StatusCode[exc.code], message)
+    log.error("unexpected error in %s", method, exc_info=exc)
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {exc!r} (a bug; see the server log)")
+
+
+def _rpc(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Route a handler's exceptions through `_abort` (streaming handlers are generators)."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def stream(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            try:
+                yield from fn(self, request, context)
+            except Exception as exc:
+                _abort(context, exc, fn.__name__)
+
+        return stream
+
+    @functools.wraps(fn)
+    def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return fn(self, request, context)
+        except Exception as exc:
+            _abort(context, exc, fn.__name__)
+
+    return unary
+
+
+def model_to_pb(m: ModelInfo) -> pb.ModelInfo:
+    import json
+
+    return pb.ModelInfo(
+        name=m.name, kind=m.kind, arch=m.arch, scale=m.scale, display_name=m.display_name,
+        description=m.description, license=m.license, attribution=m.attribution, source=m.source,
+        sha256=m.sha256, thumbnail_png=m.thumbnail_png or b"", bundled=m.bundled, tiling_exact=m.tiling_exact,
+        training_json=json.dumps(m.training) if m.training else "",
+    )
+
+
+def device_memory(device: Any) -> tuple[int, int]:
+    """(total, available) bytes of the engine's device; host RAM for the CPU."""
+    if getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        free, total = torch.cuda.mem_get_info(device)
+        return int(total), int(free)
+    try:
+        page = os.sysconf("SC_PAGE_SIZE")
+        return os.sysconf("SC_PHYS_PAGES") * page, os.sysconf("SC_AVPHYS_PAGES") * page
+    except (ValueError, OSError, AttributeError):  # not on every platform
+        return 0, 0
+
+
+def _progress(stage: str, fraction: float = 0.0, position: int = 0) -> pb.ImageResponse:
+    return pb.ImageResponse(progress=pb.Progress(stage=stage, fraction=fraction, queue_position=position))
+
+
+def _deadline(context: grpc.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+class ImpastoServicer(pb_grpc.ImpastoServicer):
+    def __init__(self, engine: Engine, jobs: JobQueue) -> None:
+        self.engine = engine
+        self.jobs = jobs
+
+    @_rpc
+    def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext) -> pb.ListModelsResponse:
+        if request.kind not in ("", "style", "sr"):
+            raise InvalidArgument(f"unknown model kind {request.kind!r}; expected '', 'style' or 'sr'")
+        return pb.ListModelsResponse(models=[model_to_pb(m) for m in self.engine.models(request.kind or None)])
+
+    @_rpc
+    def GetServerInfo(self, request: pb.GetServerInfoRequest, context: grpc.ServicerContext) -> pb.ServerInfo:
+        total, available = device_memory(self.engine.device)
+        return pb.ServerInfo(
+            version=__version__, device=self.engine.device_name, memory_total=total, memory_available=available,
+            queue_length=len(self.jobs), max_queue=self.jobs.max_queue,
+            max_pixels=self.engine.config.max_pixels, operations=self.engine.operations(),
+        )
+
+    @_rpc
+    def Stylize(self, requests: Iterable[pb.ImageRequest], context: grpc.ServicerContext) -> Iterator[Any]:
+        header, images = self._receive(requests, "stylize")
+        o = header.stylize
+        strength = o.strength if o.HasField("strength") else 1.0
+        scale = o.scale if o.HasField("scale") else 1.0
+
+        def work(progress: Progress, cancel: CancelToken) -> PixelBuffer:
+            return self.engine.stylize(images[0], o.style, strength=strength, preserve_colors=o.preserve_colors,
+                                       scale=scale, refine=o.refine, progress=progress, cancel=cancel)
+
+        yield from self._run_job("stylize", work, context)
+
+    @_rpc
+    def Upscale(self, requests: Iterable[pb.ImageRequest], context: grpc.ServicerContext) -> Iterator[Any]:
+        header, images = self._receive(requests, "upscale")
+        o = header.upscale
+
+        def work(progress: Progress, cancel: CancelToken) -> PixelBuffer:
+            return self.engine.upscale(images[0], o.scale, model=o.model or None, progress=progress, cancel=cancel)
+
+        yield from self._run_job("upscale", work, context)
+
+    @_rpc
+    def Gatys(self, requests: Iterable[pb.ImageRequest], context: grpc.ServicerContext) -> Iterator[Any]:
+        header, images = self._receive(requests, "gatys")
+        o = header.gatys
+
+        def work(progress: Progress, cancel: CancelToken) -> PixelBuffer:
+            return self.engine.gatys(
+                images[0], images[1], iterations=o.iterations or 150,
+                content_weight=o.content_weight if o.HasField("content_weight") else None,
+                style_weight=o.style_weight if o.HasField("style_weight") else None,
+                init=o.init or "content", max_size=o.max_size, progress=progress, cancel=cancel,
+            )
+
+        yield from self._run_job("gatys", work, context)
+
+    @_rpc
+    def Echo(self, requests: Iterable[pb.ImageRequest], context: grpc.ServicerContext) -> Iterator[Any]:
+        # No queue and no engine: the same receive/convert/send path as a real job, minus the work.
+        _, images = self._receive(requests, None)
+        yield from self._send(images[0])
+
+    def _receive(self, requests: Iterable[pb.ImageRequest], op: str | None) -> tuple[pb.RequestHeader,
+                                                                                      list[PixelBuffer]]:
+        """The header, then the image(s) reassembled from chunks and checked before any work is queued."""
+        stream = iter(requests)
+        first = next(stream, None)
+        if first is None or first.WhichOneof("item") != "header":
+            raise InvalidArgument("the request stream must start with a header")
+        header = first.header
+        if op is not None and header.WhichOneof("options") != op:
+            raise InvalidArgument(f"a {op} request needs {op} options in its header")
+        specs = [header.image] + ([header.style_image] if op == "gatys" else [])
+        formats = [PixelFormat.parse(spec.pixel_format) for spec in specs]
+        for spec in specs:
+            self.engine.check_size(spec.width, spec.height)  # before megabytes arrive
+        expected = [fmt.buffer_size(s.width, s.height) for fmt, s in zip(formats, specs, strict=True)]
+        received = [0] * len(specs)
+        parts: list[list[bytes]] = [[] for _ in specs]
+        for msg in stream:
+            if msg.WhichOneof("item") != "chunk":
+                raise InvalidArgument("only chunks may follow the header")
+            part = msg.chunk.part
+            if part >= len(specs):
+                raise InvalidArgument(f"chunk for image part {part}, but this request has {len(specs)} part(s)")
+            received[part] += len(msg.chunk.data)
+            if received[part] <= expected[part]:  # keep counting past the size, but keep no more bytes
+                parts[part].append(msg.chunk.data)
+        images = []
+        for spec, fmt, size, chunks, count in zip(specs, formats, expected, parts, received, strict=True):
+            if count != size:
+                raise InvalidArgument(
+                    f"pixel buffer has {count} bytes but {spec.width}x{spec.height} {fmt.name} needs {size} "
+                    f"({spec.width} x {spec.height} x {fmt.channels} channels x {fmt.bytes_per_channel} bytes)"
+                )
+            images.append(PixelBuffer.from_bytes(b"".join(chunks), spec.width, spec.height, fmt))
+        return header, images
+
+    def _run_job(self, name: str, work: Callable[[Progress, CancelToken], PixelBuffer],
+                 context: grpc.ServicerContext) -> Iterator[pb.ImageResponse]:
+        cancel = CancelToken(deadline=_deadline(context))
+        # Fires when the RPC ends for any reason: a client's cancel or deadline stops the job at its next check.
+        context.add_callback(cancel.cancel)
+        job = self.jobs.submit(work, cancel, name)
+        for event in job.stream():
+            if event.kind == "queued":
+                yield _progress("queued", 0.0, event.position)
+            elif event.kind == "progress":
+                yield _progress(event.stage, event.fraction)
+            elif event.kind == "error":
+                assert event.error is not None
+                raise event.error
+            else:
+                yield from self._send(event.result)
+
+    @staticmethod
+    def _send(image: PixelBuffer) -> Iterator[pb.ImageResponse]:
+        fmt = image.format
+        yield pb.ImageResponse(result=pb.ImageHeader(pixel_format=fmt.name, width=image.width,
+                                                     height=image.height))
+        # Chunks are sliced from a flat byte view: no whole-image copy before the per-chunk ones.
+        arr = np.ascontiguousarray(image.array, dtype=fmt.dtype)
+        view = memoryview(arr.reshape(-1).view(np.uint8))
+        for start in range(0, len(view), CHUNK_SIZE):
+            yield pb.ImageResponse(chunk=bytes(view[start:start + CHUNK_SIZE]))
+
+
+class TokenInterceptor(grpc.ServerInterceptor):
+    """Requires `authorization: Bearer TOKEN` on every call except health checks (load balancers and
+    supervisors probe those without credentials)."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    def intercept_service(self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails) -> Any:
+        if details.method.startswith("/grpc.health.v1.Health/"):
+            return continuation(details)
+        sent = dict(details.invocation_metadata or ()).get("authorization", "")
+        sent_bytes = sent.encode() if isinstance(sent, str) else sent
+        if hmac.compare_digest(sent_bytes, self._expected):
+            return continuation(details)
+        handler = continuation(details)
+        if handler is None:
+            return None
+        message = "missing or wrong token" if sent else "this server needs a token"
+
+        def deny(request: Any, context: grpc.ServicerContext) -> Any:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{message}; pass the token `impasto serve` was given")
+
+        # The denial must have the same streaming shape as the handler it replaces.
+        if handler.request_streaming and handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(deny)
+        if handler.request_streaming:
+            return grpc.stream_unary_rpc_method_handler(deny)
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(deny)
+        return grpc.unary_unary_rpc_method_handler(deny)
+
+
+@dataclass
+class ServerConfig:
+    address: str = "127.0.0.1:50051"
+    max_queue: int = 8
+    token: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    grace: float = 5.0  # seconds running jobs get to finish on shutdown before they are cancelled
+
+
+def is_loopback(address: str) -> bool:
+    host = address.rpartition(":")[0]
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+class ImpastoServer:
+    """The grpcio server with the Impasto, health and reflection services."""
+
+    def __init__(self, engine: Engine, config: ServerConfig) -> None:
+        self.config = config
+        self.jobs = JobQueue(config.max_queue, name=str(getattr(engine, "device", "device")))
+        self.health = health.HealthServicer()
+        # Threads beyond the queue keep ListModels / GetServerInfo / health answering while the queue is full.
+        options = [
+            ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
+            ("grpc.max_receive_message_length", 16 << 20),
+            ("grpc.max_send_message_length", 16 << 20),
+        ]
+        interceptors = [TokenInterceptor(config.token)] if config.token else []
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.max_queue + 8,
+                                                             thread_name_prefix="impasto-rpc"),
+                                  options=options, interceptors=interceptors)
+        pb_grpc.add_ImpastoServicer_to_server(ImpastoServicer(engine, self.jobs), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self.server,
+        )
+        self.address = ""
+
+    def start(self) -> str:
+        """Bind and start; returns the bound HOST:PORT (the real port when the address asked for port 0)."""
+        cfg = self.config
+        try:
+            if cfg.tls_cert or cfg.tls_key:
+                if not (cfg.tls_cert and cfg.tls_key):
+                    raise InvalidArgument("TLS needs both --tls-cert and --tls-key")
+                creds = grpc.ssl_server_credentials([(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())])
+                port = self.server.add_secure_port(cfg.address, creds)
+            else:
+                port = self.server.add_insecure_port(cfg.address)
+        except RuntimeError:  # newer grpcio raises instead of returning 0
+            port = 0
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read the TLS files: {exc}") from None
+        if port == 0:
+            raise Unavailable(f"cannot listen on {cfg.address}: the address is in use or not valid here",
+                              hint="stop the other server, or pick another port with --address HOST:PORT")
+        self.server.start()
+        for service in ("", SERVICE_NAME):
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self.address = f"{cfg.address.rpartition(':')[0]}:{port}"
+        return self.address
+
+    def stop(self, grace: float | None = None) -> None:
+        """Health goes NOT_SERVING, new jobs are refused, running ones get `grace` seconds, then the rest
+        are cancelled and the server stops."""
+        grace = self.config.grace if grace is None else grace
+        self.health.enter_graceful_shutdown()
+        self.jobs.shutdown(grace)
+        # The handlers of cancelled jobs still need a moment to send their CANCELLED status.
+        self.server.stop(1.0).wait()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.server.wait_for_termination(timeout)

@@ -1,0 +1,80 @@
+"""Start the real `impasto serve` in a child process on port 0 and read back the port it printed."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Importing the plugins' client in the test process sets this; the server must keep the fast protobuf.
+    env.pop("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "backend"), env.get("PYTHONPATH", "")]))
+    # Two cores shared by everything: keep the server's torch from oversubscribing them.
+    env.setdefault("OMP_NUM_THREADS", "2")
+    return env
+
+
+class ServeProcess:
+    """`impasto serve --address HOST:0 ARGS...`; `.address` is what it printed (HOST:PORT)."""
+
+    def __init__(self, *args: str, host: str = "127.0.0.1", timeout: float = 90.0) -> None:
+        cmd = [sys.executable, "-m", "impasto", "serve", "--address", f"{host}:0", "--device", "cpu", *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=child_env(), cwd=ROOT)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+        threading.Thread(target=self._pump_err, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                self.proc.kill()
+                raise RuntimeError(f"impasto serve did not start in {timeout} s: {''.join(self.stderr)}") from None
+            if line.startswith("impasto: serving on "):
+                bound = line.split()[3]
+                self.port = int(bound.rpartition(":")[2])
+                self.address = f"127.0.0.1:{self.port}"  # connect over loopback even when bound to 0.0.0.0
+                return
+            if self.proc.poll() is not None and self.lines.empty():
+                time.sleep(0.2)
+                raise RuntimeError(f"impasto serve exited: {''.join(self.stderr)}")
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put("")
+
+    def _pump_err(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM (a graceful shutdown) and wait; returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def __enter__(self) -> ServeProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
