@@ -1,0 +1,55 @@
+"""Perceptual losses (Johnson et al. 2016 §3): the formulas, checked by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from impasto.losses import LossWeights, PerceptualLoss, feature_loss, gram, pixel_loss, style_loss, tv_loss
+from impasto.nets.vgg import VGG16, LossNet
+
+
+def test_gram_normalised_by_chw() -> None:
+    f = torch.randn(2, 3, 4, 5)
+    g = gram(f)
+    psi = f[1].reshape(3, 20)
+    torch.testing.assert_close(g[1], psi @ psi.T / 60)
+    assert g.shape == (2, 3, 3)
+    torch.testing.assert_close(g, g.transpose(1, 2))
+
+
+def test_feature_and_pixel_losses_are_means() -> None:
+    a, b = torch.zeros(1, 2, 3, 3), torch.full((1, 2, 3, 3), 2.0)
+    assert feature_loss(a, b).item() == pytest.approx(4.0)
+    assert pixel_loss(a, b).item() == pytest.approx(4.0)
+
+
+def test_style_loss_broadcasts_one_style_over_a_batch() -> None:
+    g = gram(torch.randn(3, 4, 6, 6))
+    t = g[:1]
+    s = style_loss([g], [t])
+    assert s.item() == pytest.approx(((g - t) ** 2).mean().item(), rel=1e-6)
+    assert style_loss([t], [t]).item() == 0
+
+
+def test_tv_is_zero_on_flat_and_grows_with_noise() -> None:
+    assert tv_loss(torch.full((1, 3, 8, 8), 100.0)).item() == 0
+    x = torch.zeros(1, 1, 2, 2)
+    x[0, 0, 0, 0] = 1.0  # two vertical and two horizontal neighbour pairs, one differing in each
+    assert tv_loss(x).item() == pytest.approx(0.5 + 0.5)
+
+
+def test_perceptual_loss_terms_and_weights() -> None:
+    torch.manual_seed(0)
+    net = LossNet(VGG16, ["relu2_2"])  # random weights are enough to check the bookkeeping
+    style = torch.rand(1, 3, 16, 16) * 255
+    content = torch.rand(2, 3, 16, 16) * 255
+    crit = PerceptualLoss(net, "relu2_2", ("relu1_2", "relu2_2"), LossWeights(content=2, style=3, tv=0.5))
+    crit.set_style(style)
+    total, terms = crit(content, content)
+    assert terms["content"] == 0
+    assert terms["style"] > 0 and terms["tv"] > 0
+    assert total.item() == pytest.approx(3 * terms["style"] + 0.5 * terms["tv"], rel=1e-5)
+    # The content-only configuration never needs a style.
+    only_c = PerceptualLoss(net, "relu2_2", (), LossWeights(content=1, style=0, tv=0))
+    _, t2 = only_c(style.expand(2, -1, -1, -1), content)
+    assert set(t2) == {"content", "total"}
