@@ -23,7 +23,7 @@ from torch import nn
 
 from impasto.cancel import CancelToken, Progress, no_progress
 from impasto.errors import OutOfMemory, ResourceExhausted
-from impasto.nets.blocks import ConvLayer, Plan, Spatial, TransposeConvLayer, UpsampleConvLayer
+from impasto.nets.blocks import Plan, Spatial, TransposeConvLayer, UpsampleConvLayer
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def _ratio(op: Spatial) -> float:
 
 
 def _channels(op: Spatial) -> tuple[int, int]:
-    conv = op.conv if isinstance(op, TransposeConvLayer) else op.conv2d  # type: ignore[union-attr]
+    conv: nn.Conv2d | nn.ConvTranspose2d = op.conv if isinstance(op, TransposeConvLayer) else op.conv2d  # type: ignore[assignment]
     return int(conv.in_channels), int(conv.out_channels)
 
 
@@ -82,7 +82,7 @@ def plan_bytes_per_pixel(plan: Plan) -> float:
 
 def _tile_bytes(op: Spatial, tile: int) -> float:
     cin, cout = _channels(op)
-    k = op.kernel  # type: ignore[attr-defined]
+    k = int(op.kernel)  # type: ignore[arg-type]
     src = tile / _ratio(op) + k
     up = cin * (tile + k) ** 2 if isinstance(op, UpsampleConvLayer) else 0.0
     return (cin * src * src + up + cout * tile * tile) * 4 * 2

@@ -5,6 +5,7 @@ models cannot be removed; a user model cannot shadow a bundled name."""
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 from pathlib import Path
@@ -72,7 +73,7 @@ class ModelStore:
         infos = self._infos().values()
         return sorted((i for i in infos if kind in (None, "", i.kind)), key=lambda i: (i.kind, i.scale, i.name))
 
-    def names(self, kind: str | None = None) -> list[str]:
+    def names(self, kind: str | None = None) -> builtins.list[str]:
         return [i.name for i in self.list(kind)]
 
     def get(self, name: str, kind: str | None = None) -> ModelInfo:
