@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -38,6 +39,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # gRPC's C core logs its own lines (e.g. a failed bind) to stderr; we report those errors in one line
+    # ourselves, so keep it quiet unless asked. Read once when grpc loads, hence before the imports below.
+    if not getattr(args, "verbose", False):
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     # Imported here so `impasto --help` does not load torch and grpc.
     from impasto.server import ImpastoServer, ServerConfig, is_loopback
     from impasto.service import Engine, EngineConfig

@@ -84,8 +84,8 @@ def _error(exc: grpc.RpcError, address: str) -> errors.ImpastoError:
     code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
     details = (exc.details() if isinstance(exc, grpc.Call) else None) or str(exc)
     if code == grpc.StatusCode.UNAVAILABLE:
-        return errors.Unavailable(f"no Impasto backend answers at {address} ({details})",
-                                  hint=f"start it with `impasto serve --address {address}`")
+        return errors.Unavailable(f"no Impasto backend answers at {address}; start it with "
+                                  f"`impasto serve --address {address}` ({details})")
     return errors.from_code(code.name, details)
 
 

@@ -7,11 +7,13 @@ bug, logged with its traceback and answered INTERNAL, so no input can take the s
 
 from __future__ import annotations
 
+import errno
 import functools
 import hmac
 import inspect
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
@@ -280,6 +282,19 @@ class ServerConfig:
     grace: float = 5.0  # seconds running jobs get to finish on shutdown before they are cancelled
 
 
+def _bind_problem(address: str) -> str:
+    """Why grpc could not bind (it only says that it failed): try the same bind with a plain socket."""
+    host, _, port = address.rpartition(":")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.bind(infos[0][4])
+    except (OSError, ValueError, IndexError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        return "the port is already in use" if getattr(exc, "errno", None) == errno.EADDRINUSE else reason
+    return "the address is not valid here"
+
+
 def is_loopback(address: str) -> bool:
     host = address.rpartition(":")[0]
     return host in LOOPBACK_HOSTS or host.startswith("127.")
@@ -326,7 +341,7 @@ class ImpastoServer:
         except OSError as exc:
             raise InvalidArgument(f"cannot read the TLS files: {exc}") from None
         if port == 0:
-            raise Unavailable(f"cannot listen on {cfg.address}: the address is in use or not valid here",
+            raise Unavailable(f"cannot listen on {cfg.address}: {_bind_problem(cfg.address)}",
                               hint="stop the other server, or pick another port with --address HOST:PORT")
         self.server.start()
         for service in ("", SERVICE_NAME):

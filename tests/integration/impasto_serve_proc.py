@@ -78,3 +78,30 @@ class ServeProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+_ENGINE = None
+
+
+def direct_engine():  # type: ignore[no-untyped-def]
+    """An in-process Engine on the CPU, configured like the test servers, for reference results."""
+    global _ENGINE
+    if _ENGINE is None:
+        from impasto.service import Engine, EngineConfig
+
+        _ENGINE = Engine(EngineConfig(device="cpu"))
+    return _ENGINE
+
+
+def make_image(h: int, w: int, dtype: str, channels: int = 4, seed: int = 0):  # type: ignore[no-untyped-def]
+    """A smooth-ish random image (H, W, C) of uint8 / uint16 / float32 with a varied alpha."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    base = rng.random((h // 4 + 1, w // 4 + 1, channels)).repeat(4, 0).repeat(4, 1)[:h, :w]
+    noisy = np.clip(base * 0.8 + rng.random((h, w, channels)) * 0.2, 0, 1)
+    if dtype == "uint8":
+        return np.rint(noisy * 255).astype(np.uint8)
+    if dtype == "uint16":
+        return np.rint(noisy * 65535).astype(np.uint16)
+    return noisy.astype(np.float32)
