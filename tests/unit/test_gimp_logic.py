@@ -187,3 +187,10 @@ def test_user_message_prefers_the_backend_message() -> None:
 
     assert logic.user_message(BackendError("x")).startswith("Impasto: no Impasto backend is running")
     assert logic.user_message(ValueError("bad")) == "Impasto: bad"
+
+
+def test_requests_accept_gimps_none_for_empty_strings() -> None:
+    # GIMP restores a stored empty string argument as None.
+    assert logic.upscale_request(_job(), bytes(48), 2, None)["model"] == ""
+    with pytest.raises(ValueError, match="style"):
+        logic.stylize_request(_job(), bytes(48), None, 1.0, False, 0)

@@ -9,6 +9,7 @@ a backend that is down or fails leaves the image as it was.
 
 import os
 import sys
+import traceback
 
 # `impasto plugin install gimp` puts the pure-Python client and its dependencies in _vendor beside this
 # file. They go first on sys.path so a distribution's own (possibly compiled, other-version) protobuf
@@ -196,8 +197,8 @@ def _dialog(procedure, config, title, properties, model_property, kind):
         combo.append("bicubic", "Bicubic (no network)")
     for model in models:
         combo.append(model.name, model.display_name)
-    if not combo.set_active_id(current):
-        combo.get_child().set_text(current)
+    if not combo.set_active_id(current or ""):
+        combo.get_child().set_text(current or "")
     row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=6)
     row.pack_start(Gtk.Label(label="Style" if kind == "style" else "Model"), False, False, 0)
     row.pack_start(combo, True, True, 0)
@@ -227,8 +228,12 @@ def _run(procedure, run_mode, config, title, properties, model_property, kind, b
         values = body()
         Gimp.displays_flush()
         return _success(procedure, *values)
-    except (PluginError, ValueError) as exc:
-        message = str(exc) if str(exc).startswith("Impasto") else f"Impasto: {exc}"
+    except Exception as exc:
+        if isinstance(exc, (PluginError, ValueError)):
+            message = str(exc) if str(exc).startswith("Impasto") else f"Impasto: {exc}"
+        else:  # a bug: GIMP would only say "execution error", so name it and keep the traceback
+            traceback.print_exc()
+            message = f"Impasto: internal error: {exc!r} (a bug; the traceback is on GIMP's standard error)"
         calling = isinstance(exc, ValueError) or getattr(exc, "calling", False)
         status = Gimp.PDBStatusType.CALLING_ERROR if calling else Gimp.PDBStatusType.EXECUTION_ERROR
         error = GLib.Error.new_literal(Gimp.PlugIn.error_quark(), message, 0)

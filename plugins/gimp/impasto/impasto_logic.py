@@ -151,19 +151,21 @@ class ImageJob:
                 "pixel_format": self.formats.wire}
 
 
-def upscale_request(job: ImageJob, data: bytes, factor: int, model: str) -> dict[str, Any]:
-    """Keyword arguments for ImpastoClient.upscale."""
-    return {**job.image_args(data), "scale": factor, "model": model.strip()}
+def upscale_request(job: ImageJob, data: bytes, factor: int, model: str | None) -> dict[str, Any]:
+    """Keyword arguments for ImpastoClient.upscale. GIMP hands an empty string argument back as None
+    once it has stored it with the procedure's last values."""
+    return {**job.image_args(data), "scale": factor, "model": (model or "").strip()}
 
 
-def stylize_request(job: ImageJob, data: bytes, style: str, strength: float, preserve_colors: bool,
+def stylize_request(job: ImageJob, data: bytes, style: str | None, strength: float, preserve_colors: bool,
                     refine: int) -> dict[str, Any]:
     """Keyword arguments for ImpastoClient.stylize."""
-    if not style.strip():
+    style = (style or "").strip()
+    if not style:
         raise ValueError("choose a style (one of the backend's style models)")
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be between 0 and 1, not {strength}")
-    return {**job.image_args(data), "style": style.strip(), "strength": float(strength),
+    return {**job.image_args(data), "style": style, "strength": float(strength),
             "preserve_colors": bool(preserve_colors), "refine": int(refine)}
 
 

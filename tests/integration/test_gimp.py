@@ -1,0 +1,287 @@
+"""The GIMP 3 plug-in in real GIMP (gimp-console-3.0, batch mode) against a real backend on loopback.
+
+GIMP 3 lives in a Debian 13 chroot made by .ci/install-gimp.sh at $IMPASTO_GIMP_ROOT (IMPASTO_GIMP_ROOT=/
+for a Debian 13 host with GIMP 3 installed). The plug-in is installed with `impasto plugin install gimp`
+into a work folder inside the chroot, gimp_driver.py builds images there and calls our procedures through
+the PDB, and these tests compare what it saw with the backend's own answer through impasto.client.Client.
+Two GIMP runs in all (backend up, backend down), a few seconds each, so everything shares module fixtures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.gimp, pytest.mark.slow]
+
+ROOT = Path(os.environ.get("IMPASTO_GIMP_ROOT", "/var/cache/impasto/gimp-root"))
+REQUIRE = os.environ.get("IMPASTO_REQUIRE_EDITORS") == "1"
+DRIVER = Path(__file__).with_name("gimp_driver.py")
+SYSTEM_PLUGINS = "/usr/lib/x86_64-linux-gnu/gimp/3.0/plug-ins"
+GIMP_TIMEOUT = 180
+U8, U16 = "R'G'B'A u8", "R'G'B'A u16"
+
+
+def _unavailable() -> str | None:
+    """Why real GIMP 3 cannot run here, or None."""
+    if str(ROOT) == "/":
+        return None if shutil.which("gimp-console-3.0") else "gimp-console-3.0 is not on PATH"
+    if not (ROOT / "usr/bin/gimp-console-3.0").exists():
+        return f"no GIMP 3 chroot at {ROOT} (build it with .ci/install-gimp.sh, or set IMPASTO_GIMP_ROOT)"
+    if os.geteuid() != 0:
+        return "running GIMP 3 in its chroot needs root"
+    if not os.path.ismount(ROOT / "proc"):
+        return f"{ROOT}/proc is not mounted (run .ci/install-gimp.sh again after a reboot)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def gimp() -> None:
+    reason = _unavailable()
+    if reason:
+        if REQUIRE:
+            pytest.fail(f"IMPASTO_REQUIRE_EDITORS=1 but real GIMP 3 is unavailable: {reason}")
+        pytest.skip(f"real GIMP 3 unavailable: {reason}")
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[str]:
+    """`impasto serve` on a free loopback port; yields its address."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "impasto", "serve", "--address", "127.0.0.1:0", "--device", "cpu"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:  # the first lines: startup messages, then the address
+            lines.append(line)
+            if "serving on" in line:
+                yield line.split("serving on", 1)[1].split()[0]
+                break
+        else:
+            pytest.fail("impasto serve exited without serving:\n" + "".join(lines))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def work(gimp: None) -> Iterator[Path]:
+    """A folder inside the chroot with the plug-in installed the way users install it."""
+    base = ROOT / "tmp"
+    folder = Path(tempfile.mkdtemp(prefix="impasto-gimp-test-", dir=base))
+    try:
+        plugins = folder / "plug-ins"
+        install = [sys.executable, "-m", "impasto", "plugin", "install", "gimp", "--dest", str(plugins)]
+        run = subprocess.run(install, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, f"impasto plugin install gimp failed:\n{run.stdout}\n{run.stderr}"
+        script = plugins / "impasto" / "impasto.py"
+        assert script.is_file() and os.access(script, os.X_OK), f"{script} missing or not executable"
+        (folder / "home").mkdir()
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _inside(path: Path) -> str:
+    """A path as GIMP sees it from inside the chroot."""
+    return "/" + str(path.relative_to(ROOT)) if str(ROOT) != "/" else str(path)
+
+
+def _run_gimp(work: Path, name: str, cases: list[dict], address: str) -> dict:
+    folder = work / name
+    folder.mkdir()
+    for case in cases:
+        for layer in case["layers"]:
+            (folder / layer["pixels"]).write_bytes(layer.pop("data"))
+    (folder / "cases.json").write_text(json.dumps(cases))
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+        "HOME": _inside(work / "home"),  # a fresh GIMP profile: no user settings, no stale pluginrc
+        "GIMP_TESTING_PLUGINDIRS": f"{SYSTEM_PLUGINS}:{_inside(work / 'plug-ins')}",
+        "IMPASTO_GIMP_WORK": _inside(folder), "IMPASTO_ADDRESS": address,
+    }
+    command = ["gimp-console-3.0", "-nis", "--batch-interpreter", "python-fu-eval", "-b", "-", "--quit"]
+    if str(ROOT) != "/":
+        command = ["chroot", str(ROOT), "env", "-i", *(f"{k}={v}" for k, v in env.items()), *command]
+    with DRIVER.open("rb") as script:
+        run = subprocess.run(command, stdin=script, capture_output=True, timeout=GIMP_TIMEOUT,
+                             env={**os.environ, **env} if str(ROOT) == "/" else None)
+    log = (run.stdout + run.stderr).decode(errors="replace")
+    results_file = folder / "results.json"
+    assert results_file.exists(), f"GIMP wrote no results (exit {run.returncode}):\n{log[-4000:]}"
+    results = json.loads(results_file.read_text())
+    for case_name, result in results.items():
+        assert "error" not in result, f"{case_name}: {result['error']}\nGIMP log:\n{log[-4000:]}"
+    results["_folder"] = str(folder)
+    return results
+
+
+def _pixels(rng: np.random.Generator, w: int, h: int, dtype: type) -> np.ndarray:
+    top = np.iinfo(dtype).max
+    return rng.integers(0, top, size=(h, w, 4), dtype=dtype, endpoint=True)
+
+
+def _layer(name: str, array: np.ndarray, offsets: tuple[int, int] = (0, 0)) -> dict:
+    h, w = array.shape[:2]
+    data = array.astype(array.dtype.newbyteorder("<")).tobytes()
+    return {"name": name, "size": [w, h], "offsets": list(offsets), "data": data}
+
+
+def _case(name: str, precision: str, size: tuple[int, int], layers: list[dict], procedure: str, args: dict,
+          babl: str, active: str = "bg", selection: list[int] | None = None) -> dict:
+    for layer in layers:  # one folder holds every case's inputs
+        layer["pixels"] = f"{name}-{layer['name']}.bin"
+    return {"name": name, "precision": precision, "image": list(size), "layers": layers, "active": active,
+            "selection": selection, "procedure": procedure, "args": args, "read": ["bg"], "babl": babl}
+
+
+# The inputs, made once: the module fixtures below run GIMP on all of them together.
+_rng = np.random.default_rng(5)
+INPUTS = {
+    "u8": _pixels(_rng, 12, 8, np.uint8),
+    "u16": _pixels(_rng, 10, 6, np.uint16),
+    "new": _pixels(_rng, 9, 7, np.uint8),
+    "style_bg": _pixels(_rng, 100, 80, np.uint8),
+    "style_top": _pixels(_rng, 20, 20, np.uint8),
+}
+# Stylize: a 100x80 layer at (5, 7) under another layer, a selection at (40, 30) 20x16 in the image:
+# in layer coordinates (35, 23), plus the 32 px margin clipped to the layer: (3, 0) 84x71.
+SELECTION = [40, 30, 20, 16]
+STYLE_REGION = (3, 0, 84, 71)
+
+
+def _up_cases() -> list[dict]:
+    upscale = "impasto-upscale"
+    stylize_layers = [_layer("top", INPUTS["style_top"]), _layer("bg", INPUTS["style_bg"], (5, 7))]
+    return [
+        _case("u8", "u8-non-linear", (12, 8), [_layer("bg", INPUTS["u8"])], upscale, {"factor": "x4"}, U8),
+        _case("u16", "u16-non-linear", (10, 6), [_layer("bg", INPUTS["u16"])], upscale, {"factor": "x4"},
+              U16),
+        _case("new", "u8-non-linear", (9, 7), [_layer("bg", INPUTS["new"])], upscale,
+              {"factor": "x2", "new-image": True}, U8),
+        _case("stylize", "u8-non-linear", (120, 100), stylize_layers, "impasto-stylize",
+              {"style": "udnie", "strength": 1.0}, U8, selection=SELECTION),
+    ]
+
+
+def _down_cases() -> list[dict]:
+    cases = _up_cases()
+    for case in cases:
+        case["name"] = "down-" + case["name"]
+        for layer in case["layers"]:
+            layer["pixels"] = "down-" + layer["pixels"]
+    return [cases[0], cases[3]]
+
+
+@pytest.fixture(scope="module")
+def up(work: Path, backend: str) -> dict:
+    return _run_gimp(work, "up", _up_cases(), backend)
+
+
+@pytest.fixture(scope="module")
+def down(work: Path) -> tuple[dict, str]:
+    with socket.socket() as s:  # a port nobody listens on: bind, note it, close
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    return _run_gimp(work, "down", _down_cases(), address), address
+
+
+@pytest.fixture(scope="module")
+def client(backend: str) -> Iterator[Any]:
+    from impasto.client import Client
+
+    with Client(backend) as c:
+        yield c
+
+
+def _read(results: dict, file: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    data = (Path(results["_folder"]) / file).read_bytes()
+    return np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape)
+
+
+def _layer_info(image: dict, name: str) -> dict:
+    return next(layer for layer in image["layers"] if layer["name"] == name)
+
+
+@pytest.mark.parametrize(("case", "dtype"), [("u8", np.uint8), ("u16", np.uint16)])
+def test_upscale_x4_equals_the_backend(up: dict, client: Any, case: str, dtype: type) -> None:
+    result = up[case]
+    assert result["status"] == "success", result["message"]
+    assert result["same_image"]
+    source = INPUTS[case]
+    h, w = source.shape[:2]
+    assert result["image"]["size"] == [w * 4, h * 4]
+    assert result["image"]["precision"] == ("u8" if dtype is np.uint8 else "u16") + "-non-linear"
+    layer = _layer_info(result["image"], "bg")
+    assert layer["size"] == [w * 4, h * 4]
+    got = _read(up, layer["pixels"], (h * 4, w * 4, 4), dtype)
+    direct = client.upscale(source, 4)
+    expected = np.asarray(direct)
+    assert got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_upscale_into_a_new_image_leaves_the_original(up: dict, client: Any) -> None:
+    result = up["new"]
+    assert result["status"] == "success", result["message"]
+    assert not result["same_image"]
+    assert result["image"]["size"] == [9, 7]
+    original = _read(up, _layer_info(result["image"], "bg")["pixels"], (7, 9, 4), np.uint8)
+    np.testing.assert_array_equal(original, INPUTS["new"])
+    assert result["result_image"]["size"] == [18, 14]
+    got = _read(up, _layer_info(result["result_image"], "bg")["pixels"], (14, 18, 4), np.uint8)
+    np.testing.assert_array_equal(got, np.asarray(client.upscale(INPUTS["new"], 2)))
+
+
+def test_stylize_adds_a_masked_layer_above_the_active_one(up: dict, client: Any) -> None:
+    result = up["stylize"]
+    assert result["status"] == "success", result["message"]
+    layers = result["image"]["layers"]
+    assert [layer["name"] for layer in layers] == ["top", "Impasto: udnie", "bg"]
+    new = layers[1]
+    x, y, w, h = STYLE_REGION
+    assert new["offsets"] == [5 + x, 7 + y] and new["size"] == [w, h]
+    assert new["mask"]
+    mask = _read(up, new["mask_pixels"], (h, w), np.uint8)
+    sx, sy, sw, sh = SELECTION[0] - new["offsets"][0], SELECTION[1] - new["offsets"][1], *SELECTION[2:]
+    expected_mask = np.zeros((h, w), np.uint8)
+    expected_mask[sy:sy + sh, sx:sx + sw] = 255
+    np.testing.assert_array_equal(mask, expected_mask)
+    got = _read(up, new["pixels"], (h, w, 4), np.uint8)
+    source = np.ascontiguousarray(INPUTS["style_bg"][y:y + h, x:x + w])
+    np.testing.assert_array_equal(got, np.asarray(client.stylize(source, "udnie")))
+    # The source layer itself is untouched.
+    bg = _read(up, _layer_info(result["image"], "bg")["pixels"], (80, 100, 4), np.uint8)
+    np.testing.assert_array_equal(bg, INPUTS["style_bg"])
+
+
+@pytest.mark.parametrize(("case", "source", "size"), [("down-u8", "u8", [12, 8]),
+                                                      ("down-stylize", "style_bg", [120, 100])])
+def test_backend_down_names_impasto_serve_and_leaves_the_image(down: tuple[dict, str], case: str, source: str,
+                                                               size: list[int]) -> None:
+    results, address = down
+    result = results[case]
+    assert result["status"] == "execution-error"
+    assert "impasto serve" in result["message"] and address in result["message"]
+    image = result["image"]
+    assert image["size"] == size
+    assert [layer["name"] for layer in image["layers"]] == (["bg"] if source == "u8" else ["top", "bg"])
+    bg = _layer_info(image, "bg")
+    h, w = INPUTS[source].shape[:2]
+    np.testing.assert_array_equal(_read(results, bg["pixels"], (h, w, 4), np.uint8), INPUTS[source])
