@@ -1,0 +1,65 @@
+"""Tiled output equals untiled output (whole-image instance-norm statistics), and OOM retries."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from impasto.errors import ResourceExhausted
+from impasto.nets.engstrom import convert_ml5, engstrom_from_state
+from impasto.nets.johnson import johnson_from_state
+from impasto.nets.srgan import srgan_from_state
+from impasto.tiling import RunConfig, run_network
+
+
+@pytest.fixture(scope="module")
+def nets(shared: Path) -> dict[str, torch.nn.Module]:
+    reduced = shared / "weights/style_nets/pytorch_examples_reduced/saved_models_nc8/mosaic_nc8_b1_e2_1e05_1e10.model"
+    return {
+        "johnson": johnson_from_state(torch.load(reduced, map_location="cpu", weights_only=True)),
+        "engstrom": engstrom_from_state(convert_ml5(shared / "weights/style_nets/ml5_engstrom/udnie")),
+        "srgan": srgan_from_state(torch.load(shared / "weights/sr/srgan/netG_epoch_2_100.pth", map_location="cpu",
+                                             weights_only=True)),
+    }
+
+
+# (height, width, tile): odd sizes, tiles not dividing the image, an image smaller than a tile
+CASES = [(61, 67, 16), (50, 40, 32), (33, 97, 24), (20, 30, 64), (7, 9, 16)]
+
+
+@pytest.mark.parametrize("name", ["johnson", "engstrom", "srgan"])
+@pytest.mark.parametrize(("h", "w", "tile"), CASES)
+def test_tiled_equals_untiled(nets: dict, name: str, h: int, w: int, tile: int) -> None:
+    torch.manual_seed(h * w)
+    x = torch.rand(1, 3, h, w) * 255
+    whole = run_network(nets[name], x, RunConfig())
+    tiled = run_network(nets[name], x, RunConfig(tile=tile, force_tiles=True))
+    assert whole.shape == tiled.shape
+    assert (whole - tiled).abs().max() <= 1.0  # 1/255 of the range in u8 steps
+
+
+def test_per_tile_statistics_would_differ(nets: dict) -> None:
+    """The reason for whole-image statistics: running the net per tile gives visibly different output."""
+    x = torch.rand(1, 3, 64, 64) * 255
+    x[..., :32, :] *= 0.3  # a dark half and a bright half
+    whole = run_network(nets["johnson"], x, RunConfig())
+    naive = torch.cat([nets["johnson"](x[..., :32, :]), nets["johnson"](x[..., 32:, :])], dim=2).detach()
+    assert (whole - naive).abs().max() > 10
+
+
+def test_tiny_budget_retries_with_smaller_tiles(nets: dict, caplog: pytest.LogCaptureFixture) -> None:
+    x = torch.rand(1, 3, 72, 64) * 255
+    whole = run_network(nets["engstrom"], x, RunConfig())
+    caplog.set_level(logging.INFO, logger="impasto.tiling")
+    cfg = RunConfig(tile=256, budget=1 << 20)  # too small for the whole image or a 256px tile
+    out = run_network(nets["engstrom"], x, cfg)
+    retries = [r.message for r in caplog.records if "retrying with" in r.message]
+    assert retries, "expected at least one out-of-memory retry"
+    assert (whole - out).abs().max() <= 1.0
+
+
+def test_impossible_budget_is_a_clear_error(nets: dict) -> None:
+    with pytest.raises(ResourceExhausted, match="does not fit in memory"):
+        run_network(nets["srgan"], torch.rand(1, 3, 32, 32) * 255, RunConfig(budget=1000))
