@@ -1,0 +1,200 @@
+"""The Krita plugin in real Krita (kritarunner, offscreen) against a real backend on loopback.
+
+One kritarunner run (Krita takes ~10 s to start) drives every case through the plugin as installed by
+`impasto plugin install krita`, with only that folder on Krita's Python path. The new layer's pixels
+must equal what the backend returns for the same input through the Python client."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from impasto import plugin_install
+from impasto.client import Client
+from impasto.pixels import PixelBuffer, PixelFormat
+
+pytestmark = [pytest.mark.krita, pytest.mark.slow]
+
+HERE = Path(__file__).resolve().parent
+STYLE = "udnie"
+CASES = [
+    {"name": "u8", "depth": "U8", "style": STYLE},
+    {"name": "u16", "depth": "U16", "style": STYLE},
+    {"name": "f32", "depth": "F32", "style": STYLE},
+    {"name": "selection", "depth": "U8", "style": STYLE, "selection": [5, 3, 12, 9]},
+    # Painted over 30x20 and moved up-left: the layer sticks out of the 24x16 canvas on every side.
+    {"name": "offset", "depth": "U8", "style": STYLE, "layer_size": [30, 20], "offset": [-4, -3]},
+    {"name": "down", "depth": "U8", "style": STYLE, "address": "DOWN"},
+    {"name": "cmyk", "depth": "U8", "model": "CMYKA", "style": STYLE},
+    {"name": "upscale", "depth": "U8", "op": "upscale", "scale": 2},
+]
+
+
+def _kritarunner() -> str:
+    path = shutil.which("kritarunner")
+    if path is None:
+        reason = "kritarunner not found: install Krita (apt-get install krita, or .ci/install-krita.sh)"
+        if os.environ.get("IMPASTO_REQUIRE_EDITORS") == "1":
+            pytest.fail(reason + " — IMPASTO_REQUIRE_EDITORS=1 makes this a failure")
+        pytest.skip(reason)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def backend() -> Any:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "impasto", "serve", "--address", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert process.stdout is not None
+    address = ""
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        found = re.search(r"serving on (\S+)", line)
+        if found:
+            address = found.group(1)
+            break
+    if not address:
+        process.kill()
+        pytest.fail("impasto serve did not start:\n" + "".join(lines))
+    yield address
+    process.terminate()
+    process.wait(20)
+
+
+@pytest.fixture(scope="module")
+def runner() -> str:
+    return _kritarunner()
+
+
+@pytest.fixture(scope="module")
+def krita_run(runner: str, backend: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    base = tmp_path_factory.mktemp("krita")
+    wheels = os.environ.get("IMPASTO_WHEELS")
+    pykrita = base / "share" / "krita" / "pykrita"
+    plugin_install.install_krita(pykrita, Path(wheels) if wheels else None)
+    out = base / "out"
+    out.mkdir()
+    down = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    cases = [dict(c, address=down) if c.get("address") == "DOWN" else c for c in CASES]
+    spec = base / "spec.json"
+    spec.write_text(json.dumps({"out": str(out), "address": backend, "cases": cases}))
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(base / "home"),  # a fresh Krita profile: no user plugins or settings leak in
+        "XDG_DATA_HOME": str(base / "share"),
+        "XDG_CONFIG_HOME": str(base / "config"),
+        "XDG_RUNTIME_DIR": str(base / "run"),
+        "QT_QPA_PLATFORM": "offscreen",
+        # Only the driver and the installed plugin folder: nothing from the venv or the checkout.
+        "PYTHONPATH": os.pathsep.join([str(HERE), str(pykrita)]),
+        "IMPASTO_KRITA_SPEC": str(spec),
+    }
+    (base / "run").mkdir(mode=0o700)
+    proc = subprocess.run([runner, "-s", "krita_driver", "-f", "main"], env=env, capture_output=True,
+                          text=True, timeout=240)
+    results_file = out / "results.json"
+    if not results_file.exists():
+        pytest.fail(f"kritarunner wrote no results (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                    f"{proc.stderr[-3000:]}")
+    results = json.loads(results_file.read_text())
+    assert "fatal" not in results, results.get("fatal")
+    return results, out
+
+
+def _case(krita_run: tuple[dict, Path], name: str) -> tuple[dict, Path]:
+    results, out = krita_run
+    facts = results[name]
+    assert "error" not in facts, facts.get("error")
+    return facts, out
+
+
+def _expected(address: str, facts: dict, data: bytes) -> bytes:
+    x, y, w, h = facts["rect"]
+    buf = PixelBuffer.from_bytes(data, w, h, PixelFormat.parse(facts["format"]))
+    with Client(address) as client:
+        result = client.stylize(buf, STYLE)
+    return result.tobytes()
+
+
+def test_installed_plugin_imports_only_what_the_installer_put_there(krita_run: tuple[dict, Path]) -> None:
+    results, _ = krita_run
+    imp = results["imports"]
+    for key in ("plugin", "impasto_client", "grpclib", "protobuf"):
+        assert "/share/krita/pykrita/impasto/" in imp[key], (key, imp[key])
+    assert imp["protobuf_impl"] == "python"
+    assert imp["python"].startswith("3.")
+
+
+# Krita's default 16-bit profile is linear (sRGB-elle-V2-g10.icc), so those pixels travel as linear.
+@pytest.mark.parametrize(("name", "fmt"), [("u8", "BGRA_U8"), ("u16", "BGRA_U16_LINEAR"),
+                                           ("f32", "RGBA_F32_LINEAR"), ("selection", "BGRA_U8"),
+                                           ("offset", "BGRA_U8")])
+def test_new_layer_equals_backend_result_and_original_is_unchanged(
+    krita_run: tuple[dict, Path], backend: str, name: str, fmt: str
+) -> None:
+    facts, out = _case(krita_run, name)
+    assert facts["started"] and facts["finished"], facts["messages"]
+    assert facts["format"] == fmt
+    with Client(backend) as client:
+        display = next(m.display_name or m.name for m in client.models() if m.name == STYLE)
+    # Named after the style, right above the source layer.
+    assert [n for n in facts["names_after"] if n != display] == facts["names_before"]
+    assert facts["new_index"] == facts["names_before"].index("Paint") + 1
+    data = (out / f"{name}.input").read_bytes()
+    assert (out / f"{name}.result").read_bytes() == _expected(backend, facts, data)
+    assert (out / f"{name}.after").read_bytes() == (out / f"{name}.before").read_bytes()
+
+
+def test_selection_limits_the_new_layer(krita_run: tuple[dict, Path]) -> None:
+    facts, _ = _case(krita_run, "selection")
+    assert facts["rect"] == [5, 3, 12, 9]
+    x, y, w, h = facts["new_bounds"]
+    assert x >= 5 and y >= 3 and x + w <= 17 and y + h <= 12
+
+
+def test_offset_layer_beyond_the_canvas(krita_run: tuple[dict, Path]) -> None:
+    facts, _ = _case(krita_run, "offset")
+    assert facts["bounds"] == [-4, -3, 30, 20] and facts["rect"] == [-4, -3, 30, 20]
+
+
+def test_backend_not_running_shows_message_and_changes_nothing(krita_run: tuple[dict, Path]) -> None:
+    facts, out = _case(krita_run, "down")
+    assert facts["names_after"] == facts["names_before"]
+    errors = [m for m in facts["messages"] if m[0] == "show_message" and m[2] is True]
+    assert errors and "not running" in errors[-1][1]
+    assert (out / "down.after").read_bytes() == (out / "down.before").read_bytes()
+
+
+def test_cmyk_document_gets_a_clear_message(krita_run: tuple[dict, Path]) -> None:
+    facts, _ = _case(krita_run, "cmyk")
+    assert not facts["started"] and facts["names_after"] == facts["names_before"]
+    errors = [m for m in facts["messages"] if m[0] == "show_message" and m[2] is True]
+    assert "CMYK" in errors[-1][1]
+
+
+def test_upscale_opens_a_new_document(krita_run: tuple[dict, Path], backend: str) -> None:
+    facts, out = _case(krita_run, "upscale")
+    assert facts["started"] and facts["finished"], facts["messages"]
+    assert facts["upscaled"] == [["upscale ×2", 48, 32, "U8"]]
+    assert facts["names_after"] == facts["names_before"]
+    data = (out / "upscale.input").read_bytes()
+    buf = PixelBuffer.from_bytes(data, 24, 16, PixelFormat.parse(facts["format"]))
+    with Client(backend) as client:
+        expected = client.upscale(buf, 2).tobytes()
+    assert (out / "upscale.result").read_bytes() == expected
