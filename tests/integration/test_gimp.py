@@ -30,7 +30,7 @@ REQUIRE = os.environ.get("IMPASTO_REQUIRE_EDITORS") == "1"
 DRIVER = Path(__file__).with_name("gimp_driver.py")
 SYSTEM_PLUGINS = "/usr/lib/x86_64-linux-gnu/gimp/3.0/plug-ins"
 GIMP_TIMEOUT = 180
-U8, U16 = "R'G'B'A u8", "R'G'B'A u16"
+U8, U16, F32_LINEAR = "R'G'B'A u8", "R'G'B'A u16", "RGBA float"
 
 
 def _unavailable() -> str | None:
@@ -157,12 +157,17 @@ INPUTS = {
     "u8": _pixels(_rng, 12, 8, np.uint8),
     "u16": _pixels(_rng, 10, 6, np.uint16),
     "new": _pixels(_rng, 9, 7, np.uint8),
+    "f32": _rng.random((6, 5, 4), dtype=np.float32),
+    "sel": _pixels(_rng, 16, 12, np.uint8),
     "style_bg": _pixels(_rng, 100, 80, np.uint8),
     "style_top": _pixels(_rng, 20, 20, np.uint8),
 }
 # Stylize: a 100x80 layer at (5, 7) under another layer, a selection at (40, 30) 20x16 in the image:
 # in layer coordinates (35, 23), plus the 32 px margin clipped to the layer: (3, 0) 84x71.
 SELECTION = [40, 30, 20, 16]
+# Upscale: a 16x12 layer at (2, 3) in a 20x16 image, a selection at (6, 5) 6x5: in layer coordinates
+# (4, 2), x2 -> (8, 4) 12x10 in the upscaled layer, which sits at (4, 6).
+UPSCALE_SELECTION = [6, 5, 6, 5]
 STYLE_REGION = (3, 0, 84, 71)
 
 
@@ -175,6 +180,10 @@ def _up_cases() -> list[dict]:
               U16),
         _case("new", "u8-non-linear", (9, 7), [_layer("bg", INPUTS["new"])], upscale,
               {"factor": "x2", "new-image": True}, U8),
+        _case("f32", "float-linear", (5, 6), [_layer("bg", INPUTS["f32"])], upscale, {"factor": "x2"},
+              F32_LINEAR),
+        _case("sel", "u8-non-linear", (20, 16), [_layer("bg", INPUTS["sel"], (2, 3))], upscale,
+              {"factor": "x2"}, U8, selection=UPSCALE_SELECTION),
         _case("stylize", "u8-non-linear", (120, 100), stylize_layers, "impasto-stylize",
               {"style": "udnie", "strength": 1.0}, U8, selection=SELECTION),
     ]
@@ -186,7 +195,7 @@ def _down_cases() -> list[dict]:
         case["name"] = "down-" + case["name"]
         for layer in case["layers"]:
             layer["pixels"] = "down-" + layer["pixels"]
-    return [cases[0], cases[3]]
+    return [cases[0], next(case for case in cases if case["name"] == "down-stylize")]
 
 
 @pytest.fixture(scope="module")
@@ -285,3 +294,30 @@ def test_backend_down_names_impasto_serve_and_leaves_the_image(down: tuple[dict,
     bg = _layer_info(image, "bg")
     h, w = INPUTS[source].shape[:2]
     np.testing.assert_array_equal(_read(results, bg["pixels"], (h, w, 4), np.uint8), INPUTS[source])
+
+
+def test_upscale_float_linear_equals_the_backend(up: dict, client: Any) -> None:
+    from impasto.pixels import PixelBuffer
+
+    result = up["f32"]
+    assert result["status"] == "success", result["message"]
+    layer = _layer_info(result["image"], "bg")
+    assert layer["size"] == [10, 12]
+    got = _read(up, layer["pixels"], (12, 10, 4), np.float32)
+    direct = client.upscale(PixelBuffer.from_array(INPUTS["f32"], linear=True), 2)
+    assert direct.format.name == "RGBA_F32_LINEAR"
+    np.testing.assert_array_equal(got, direct.array)
+
+
+def test_upscale_keeps_offsets_and_fills_only_the_selection(up: dict, client: Any) -> None:
+    result = up["sel"]
+    assert result["status"] == "success", result["message"]
+    assert result["image"]["size"] == [40, 32]
+    layer = _layer_info(result["image"], "bg")
+    assert layer["offsets"] == [4, 6] and layer["size"] == [32, 24]
+    got = _read(up, layer["pixels"], (24, 32, 4), np.uint8)
+    network = np.asarray(client.upscale(INPUTS["sel"], 2))
+    # Inside the (scaled) selection, less its soft 1 px edge: the network's output.
+    np.testing.assert_array_equal(got[5:13, 9:19], network[5:13, 9:19])
+    # Outside it: GIMP's own scaling, which is not what the network made of this noise.
+    assert not np.array_equal(got[:3], network[:3])
