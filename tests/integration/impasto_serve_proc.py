@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import queue
 import signal
+import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,3 +108,49 @@ def make_image(h: int, w: int, dtype: str, channels: int = 4, seed: int = 0):  #
     if dtype == "uint16":
         return np.rint(noisy * 65535).astype(np.uint16)
     return noisy.astype(np.float32)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> float:
+    """Seconds until `condition()` held; fails after `timeout`."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout, "timed out"
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+class Background:
+    """Run a call on a thread, keeping its result or exception."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            self.result = fn()
+        except BaseException as exc:
+            self.error = exc
+
+    def join(self, timeout: float = 60) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "call did not return"
+
+
+class RefineTimes:
+    """Progress sink for a long refine job: when it started refining and how long an iteration takes
+    (50 iterations: each one is 2%, so none is thinned out of the progress stream)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.refining = threading.Event()
+
+    def __call__(self, stage: str, fraction: float, *_: object) -> None:
+        if stage == "refine":
+            self.times.append(time.monotonic())
+            self.refining.set()
+
+    def iteration(self) -> float:
+        return statistics.median(b - a for a, b in zip(self.times, self.times[1:], strict=False))

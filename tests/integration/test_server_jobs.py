@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,7 @@ from impasto import errors
 from impasto.cancel import CancelToken
 from impasto.client import Client
 from impasto.pixels import PixelBuffer
-from impasto_serve_proc import ROOT, ServeProcess, direct_engine, make_image
+from impasto_serve_proc import ROOT, Background, RefineTimes, ServeProcess, direct_engine, make_image, wait_for
 
 sys.path.insert(0, str(ROOT / "plugins" / "common"))
 import impasto_client  # noqa: E402  (the plugins' client, from plugins/common)
@@ -33,52 +32,6 @@ def server() -> Iterator[ServeProcess]:
 def client(server: ServeProcess) -> Iterator[Client]:
     with Client(server.address) as c:
         yield c
-
-
-def wait_for(condition: Callable[[], bool], timeout: float) -> float:
-    """Seconds until `condition()` held; fails after `timeout`."""
-    start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < timeout, "timed out"
-        time.sleep(0.02)
-    return time.monotonic() - start
-
-
-class Background:
-    """Run a call on a thread, keeping its result or exception."""
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
-        self.thread.start()
-
-    def _run(self, fn: Callable[[], Any]) -> None:
-        try:
-            self.result = fn()
-        except BaseException as exc:
-            self.error = exc
-
-    def join(self, timeout: float = 60) -> None:
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "call did not return"
-
-
-class RefineTimes:
-    """Progress sink for a long refine job: when it started refining and how long an iteration takes
-    (50 iterations: each one is 2%, so none is thinned out of the progress stream)."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self.refining = threading.Event()
-
-    def __call__(self, stage: str, fraction: float, *_: object) -> None:
-        if stage == "refine":
-            self.times.append(time.monotonic())
-            self.refining.set()
-
-    def iteration(self) -> float:
-        return statistics.median(b - a for a, b in zip(self.times, self.times[1:], strict=False))
 
 
 def test_cancel_mid_job_stops_within_an_iteration_and_the_next_job_runs(client: Client) -> None:

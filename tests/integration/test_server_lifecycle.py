@@ -1,0 +1,103 @@
+"""Who may connect (token, loopback, TLS), and how the server goes away (health, grace period)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from impasto import errors
+from impasto.cancel import CancelToken
+from impasto.client import Client
+from impasto_serve_proc import ROOT, Background, RefineTimes, ServeProcess, child_env, make_image, wait_for
+
+sys.path.insert(0, str(ROOT / "plugins" / "common"))
+import impasto_client  # noqa: E402
+
+TOKEN = "s3cret-token"
+
+
+def health_status(address: str, service: str = "impasto.v1.Impasto") -> int:
+    with grpc.insecure_channel(address) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    return int(reply.status)
+
+
+def check_token_required(address: str) -> None:
+    image = make_image(8, 8, "uint8")
+    for token in (None, "wrong"):
+        with Client(address, token=token) as c, pytest.raises(errors.Unauthenticated, match="token"):
+            c.echo(image)
+        with pytest.raises(impasto_client.BackendError) as info:
+            impasto_client.ImpastoClient(address, token=token).server_info()
+        assert info.value.code == "UNAUTHENTICATED"
+    with Client(address, token=TOKEN) as c:
+        np.testing.assert_array_equal(c.echo(image), image)
+        assert c.models("sr")
+    assert impasto_client.ImpastoClient(address, token=TOKEN).server_info().version
+    # Supervisors probe health without credentials.
+    assert health_status(address) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_token_on_loopback() -> None:
+    with ServeProcess("--token", TOKEN) as server:
+        check_token_required(server.address)
+
+
+def test_off_loopback_needs_a_token() -> None:
+    proc = subprocess.run([sys.executable, "-m", "impasto", "serve", "--address", "0.0.0.0:0"],
+                          capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=120)
+    assert proc.returncode == 1 and "serving on" not in proc.stdout
+    assert "needs a token" in proc.stderr and "--token" in proc.stderr
+    with ServeProcess("--token", TOKEN, host="0.0.0.0") as server:
+        check_token_required(server.address)
+
+
+def test_health_goes_not_serving_on_shutdown_and_running_jobs_are_cancelled_after_grace() -> None:
+    server = ServeProcess("--grace", "2")
+    try:
+        assert health_status(server.address) == health_pb2.HealthCheckResponse.SERVING
+        assert health_status(server.address, "") == health_pb2.HealthCheckResponse.SERVING
+        client = Client(server.address)
+        times, token = RefineTimes(), CancelToken()
+        job = Background(lambda: client.stylize(make_image(24, 32, "uint8"), "udnie", refine=50, progress=times,
+                                                cancel=token))
+        assert times.refining.wait(120)
+        server.proc.terminate()  # SIGTERM: graceful
+        wait_for(lambda: health_status(server.address) == health_pb2.HealthCheckResponse.NOT_SERVING, 10)
+        with pytest.raises(errors.Unavailable, match="shutting down"):  # no new jobs during the grace period
+            client.stylize(make_image(8, 8, "uint8"), "udnie")
+        start = time.monotonic()
+        job.join(30)
+        assert isinstance(job.error, errors.Cancelled | errors.Unavailable), job.error
+        assert time.monotonic() - start < 10
+        assert server.proc.wait(30) == 0
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a test certificate")
+def test_tls(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    with ServeProcess("--tls-cert", str(cert), "--tls-key", str(key)) as server:
+        image = make_image(8, 8, "float32")
+        with Client(server.address, root_certificates=cert.read_bytes()) as c:
+            np.testing.assert_array_equal(c.echo(image), image)
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(cert))
+        context.set_alpn_protocols(["h2"])
+        plugin = impasto_client.ImpastoClient(server.address, ssl=context)
+        assert plugin.echo(image.tobytes(), 8, 8, "RGBA_F32").data == image.tobytes()
+        with Client(server.address) as plain, pytest.raises(errors.ImpastoError):
+            plain.echo(image)  # plain TCP to a TLS port fails
