@@ -7,6 +7,7 @@ results.json and the output pixels. Each case:
   {"name", "precision": "u8-non-linear", "image": [w, h], "layers": [{"name", "size": [w, h],
    "offsets": [x, y], "pixels": FILE}, ... top first], "active": NAME, "selection": [x, y, w, h] | null,
    "procedure": "impasto-upscale", "args": {...}, "read": [NAME, ...], "babl": "R'G'B'A u8"}
+plus optionally "base": "gray" and a layer's "alpha": false.
 """
 
 import json
@@ -52,10 +53,14 @@ def _layers(image):
 def _build(case):
     width, height = case["image"]
     precision = getattr(Gimp.Precision, case["precision"].upper().replace("-", "_"))
-    image = Gimp.Image.new_with_precision(width, height, Gimp.ImageBaseType.RGB, precision)
+    gray = case.get("base") == "gray"
+    base = Gimp.ImageBaseType.GRAY if gray else Gimp.ImageBaseType.RGB
+    image = Gimp.Image.new_with_precision(width, height, base, precision)
     for position, spec in enumerate(case["layers"]):
         w, h = spec["size"]
-        layer = Gimp.Layer.new(image, spec["name"], w, h, Gimp.ImageType.RGBA_IMAGE, 100.0,
+        kind = {(False, True): Gimp.ImageType.RGBA_IMAGE, (False, False): Gimp.ImageType.RGB_IMAGE,
+                (True, True): Gimp.ImageType.GRAYA_IMAGE, (True, False): Gimp.ImageType.GRAY_IMAGE}
+        layer = Gimp.Layer.new(image, spec["name"], w, h, kind[gray, spec.get("alpha", True)], 100.0,
                                Gimp.LayerMode.NORMAL)
         image.insert_layer(layer, None, position)
         layer.set_offsets(*spec["offsets"])

@@ -132,23 +132,25 @@ def _run_gimp(work: Path, name: str, cases: list[dict], address: str) -> dict:
     return results
 
 
-def _pixels(rng: np.random.Generator, w: int, h: int, dtype: type) -> np.ndarray:
+def _pixels(rng: np.random.Generator, w: int, h: int, dtype: type, channels: int = 4) -> np.ndarray:
     top = np.iinfo(dtype).max
-    return rng.integers(0, top, size=(h, w, 4), dtype=dtype, endpoint=True)
+    return rng.integers(0, top, size=(h, w, channels), dtype=dtype, endpoint=True)
 
 
 def _layer(name: str, array: np.ndarray, offsets: tuple[int, int] = (0, 0)) -> dict:
     h, w = array.shape[:2]
     data = array.astype(array.dtype.newbyteorder("<")).tobytes()
-    return {"name": name, "size": [w, h], "offsets": list(offsets), "data": data}
+    alpha = array.shape[2] == 4
+    return {"name": name, "size": [w, h], "offsets": list(offsets), "data": data, "alpha": alpha}
 
 
 def _case(name: str, precision: str, size: tuple[int, int], layers: list[dict], procedure: str, args: dict,
-          babl: str, active: str = "bg", selection: list[int] | None = None) -> dict:
+          babl: str, active: str = "bg", selection: list[int] | None = None, base: str = "rgb") -> dict:
     for layer in layers:  # one folder holds every case's inputs
         layer["pixels"] = f"{name}-{layer['name']}.bin"
     return {"name": name, "precision": precision, "image": list(size), "layers": layers, "active": active,
-            "selection": selection, "procedure": procedure, "args": args, "read": ["bg"], "babl": babl}
+            "selection": selection, "procedure": procedure, "args": args, "read": ["bg"], "babl": babl,
+            "base": base}
 
 
 # The inputs, made once: the module fixtures below run GIMP on all of them together.
@@ -159,6 +161,9 @@ INPUTS = {
     "new": _pixels(_rng, 9, 7, np.uint8),
     "f32": _rng.random((6, 5, 4), dtype=np.float32),
     "sel": _pixels(_rng, 16, 12, np.uint8),
+    "rgb16": _pixels(_rng, 7, 5, np.uint16, channels=3),
+    "half": _rng.random((4, 5, 4), dtype=np.float32).astype(np.float16),
+    "gray": _pixels(_rng, 6, 5, np.uint8),
     "style_bg": _pixels(_rng, 100, 80, np.uint8),
     "style_top": _pixels(_rng, 20, 20, np.uint8),
 }
@@ -184,6 +189,12 @@ def _up_cases() -> list[dict]:
               F32_LINEAR),
         _case("sel", "u8-non-linear", (20, 16), [_layer("bg", INPUTS["sel"], (2, 3))], upscale,
               {"factor": "x2"}, U8, selection=UPSCALE_SELECTION),
+        _case("rgb16", "u16-non-linear", (7, 5), [_layer("bg", INPUTS["rgb16"])], upscale, {"factor": "x2"},
+              "R'G'B' u16"),
+        _case("half", "half-linear", (5, 4), [_layer("bg", INPUTS["half"])], upscale, {"factor": "x2"},
+              "RGBA half"),
+        _case("gray", "u8-non-linear", (6, 5), [_layer("bg", INPUTS["gray"])], upscale, {"factor": "x2"}, U8,
+              base="gray"),
         _case("stylize", "u8-non-linear", (120, 100), stylize_layers, "impasto-stylize",
               {"style": "udnie", "strength": 1.0}, U8, selection=SELECTION),
     ]
@@ -296,17 +307,28 @@ def test_backend_down_names_impasto_serve_and_leaves_the_image(down: tuple[dict,
     np.testing.assert_array_equal(_read(results, bg["pixels"], (h, w, 4), np.uint8), INPUTS[source])
 
 
-def test_upscale_float_linear_equals_the_backend(up: dict, client: Any) -> None:
+@pytest.mark.parametrize(("case", "linear"), [("f32", True), ("half", True), ("rgb16", False)])
+def test_upscale_float_and_no_alpha_equal_the_backend(up: dict, client: Any, case: str, linear: bool) -> None:
     from impasto.pixels import PixelBuffer
 
-    result = up["f32"]
+    result = up[case]
     assert result["status"] == "success", result["message"]
+    source = INPUTS[case]
+    h, w, c = source.shape
     layer = _layer_info(result["image"], "bg")
-    assert layer["size"] == [10, 12]
-    got = _read(up, layer["pixels"], (12, 10, 4), np.float32)
-    direct = client.upscale(PixelBuffer.from_array(INPUTS["f32"], linear=True), 2)
-    assert direct.format.name == "RGBA_F32_LINEAR"
+    assert layer["size"] == [w * 2, h * 2]
+    got = _read(up, layer["pixels"], (h * 2, w * 2, c), source.dtype.type)
+    direct = client.upscale(PixelBuffer.from_array(source, linear=linear), 2)
     np.testing.assert_array_equal(got, direct.array)
+
+
+def test_upscale_a_grey_image(up: dict) -> None:
+    result = up["gray"]
+    assert result["status"] == "success", result["message"]
+    assert result["image"]["size"] == [12, 10]
+    got = _read(up, _layer_info(result["image"], "bg")["pixels"], (10, 12, 4), np.uint8)
+    # Read back as RGB from a grey layer: the three channels agree.
+    assert (got[..., 0] == got[..., 1]).all() and (got[..., 1] == got[..., 2]).all()
 
 
 def test_upscale_keeps_offsets_and_fills_only_the_selection(up: dict, client: Any) -> None:
