@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "impasto.cli_models",  # models list/info/import/remove/pull
     "impasto.cli_plugin",  # plugin install/build (Krita, GIMP)
     "impasto.cli_serve",  # serve (the gRPC backend)
+    "impasto.cli_train",  # train style/sr, eval sr, gatys
 )
 
 

@@ -108,7 +108,8 @@ def train_sr(
     """Train (or resume) a super-resolution network; checkpoints, samples and loss.png go to `cfg.out_dir`."""
     ckpt = load_checkpoint(resume) if resume else None
     if ckpt is not None:
-        cfg = config_from_checkpoint(ckpt, iterations=max(cfg.iterations, int(ckpt["iteration"])))
+        # Only the length and the store name may change on resume; everything else must match to be exact.
+        cfg = config_from_checkpoint(ckpt, iterations=max(cfg.iterations, int(ckpt["iteration"])), name=cfg.name)
     cfg = cfg.resolved()
     dev = _device(device)
 

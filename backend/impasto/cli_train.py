@@ -1,0 +1,219 @@
+"""`impasto train style|sr`, `impasto eval sr` and `impasto gatys`: the training half of Johnson et al. (2016)
+and the Gatys et al. optimisation, from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from impasto.errors import InvalidArgument
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", required=True, help="model name in the store (and default run folder)")
+    p.add_argument("--iterations", type=int, help="training iterations (with --resume: train up to this many)")
+    p.add_argument("--batch", type=int)
+    p.add_argument("--lr", type=float, help="Adam learning rate (paper: 1e-3)")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"])
+    p.add_argument("--warmup", type=int, help="linear warm-up iterations")
+    p.add_argument("--tv-weight", type=float)
+    p.add_argument("--loss-net", choices=["vgg19-partial", "vgg16"])
+    p.add_argument("--vgg16-weights", help="VGG-16 .pth/.safetensors, or 'download' to fetch torchvision's")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--sample-every", type=int, help="write samples and loss.png every N iterations")
+    p.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no fp16 autocast on CUDA")
+    p.add_argument("--out", dest="out_dir", help="run folder (default impasto-train/NAME)")
+    p.add_argument("--resume", help="run folder or checkpoint to continue from (its config is used)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--overwrite", action="store_true", help="replace a store model of the same name")
+    p.add_argument("--no-store", action="store_true", help="do not add the result to the model store")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train a style or super-resolution network")
+    tsub = train.add_subparsers(dest="train_command", metavar="KIND", required=True)
+
+    st = tsub.add_parser("style", help="train a feed-forward style network (Johnson et al. 2016)")
+    st.add_argument("--style-image", help="the style to learn (required unless --resume)")
+    st.add_argument("--content", help="folder of training photos (paper: COCO)")
+    st.add_argument("--image-size", type=int, help="training crop size (paper: 256)")
+    st.add_argument("--style-size", type=int, help="long side of the style image (default 256)")
+    st.add_argument("--content-weight", type=float)
+    st.add_argument("--style-weight", type=float)
+    st.add_argument("--content-layer")
+    st.add_argument("--style-layers", type=_names, help="comma-separated, e.g. relu1_2,relu2_2,relu3_3")
+    st.add_argument("--widths", type=_ints, help="channel widths, e.g. 32,64,128 (the paper's)")
+    st.add_argument("--res-blocks", type=int)
+    _common(st)
+    st.set_defaults(func=_train_style)
+
+    sr = tsub.add_parser("sr", help="train a super-resolution network (Johnson et al. 2016)")
+    sr.add_argument("--scale", type=int, choices=[2, 4, 8], default=4)
+    sr.add_argument("--data", help="folder of high-resolution photos")
+    sr.add_argument("--loss", choices=["feat", "pixel"])
+    sr.add_argument("--patch-size", type=int, help="HR patch size (paper: 288)")
+    sr.add_argument("--channels", type=int)
+    sr.add_argument("--blocks", type=int)
+    sr.add_argument("--bicubic-skip", action="store_const", const=True, help="learn a residual over bicubic")
+    _common(sr)
+    sr.set_defaults(func=_train_sr)
+
+    ev = sub.add_parser("eval", help="evaluate models")
+    esub = ev.add_subparsers(dest="eval_command", metavar="KIND", required=True)
+    es = esub.add_parser("sr", help="PSNR/SSIM on the Y channel over HR/LR pairs or HR photos")
+    es.add_argument("folder")
+    es.add_argument("--scale", type=int, default=4)
+    es.add_argument("--model", default="bicubic", help="bicubic, a store name, a run folder or a model file")
+    es.add_argument("--device", default="auto")
+    es.add_argument("--json", action="store_true", help="print the results as JSON")
+    es.set_defaults(func=_eval_sr)
+
+    g = sub.add_parser("gatys", help="optimisation-based style transfer (Gatys et al.), no trained network")
+    g.add_argument("content")
+    g.add_argument("style")
+    g.add_argument("out")
+    g.add_argument("--iterations", type=int, default=150)
+    g.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
+    g.add_argument("--lr", type=float, help="default 1 (L-BFGS) or 10 (Adam, 0-255 units)")
+    g.add_argument("--init", default="content", help="content, noise, or an image file to start from")
+    g.add_argument("--size", type=int, default=256, help="long side to work at (default 256; 0: as is)")
+    g.add_argument("--style-size", type=int, help="long side of the style image (default: --size)")
+    g.add_argument("--content-weight", type=float, default=1.0)
+    g.add_argument("--style-weight", type=float, default=1e2)
+    g.add_argument("--tv-weight", type=float, default=0.0)
+    g.add_argument("--content-layer")
+    g.add_argument("--style-layers", type=_names)
+    g.add_argument("--loss-net", choices=["vgg19-partial", "vgg16"], default="vgg19-partial")
+    g.add_argument("--vgg16-weights")
+    g.add_argument("--device", default="auto")
+    g.set_defaults(func=_gatys)
+
+
+def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _store_result(save: Any, run: Any, overwrite: bool) -> None:
+    # The one place training touches the model store.
+    info = save(run, overwrite=overwrite)
+    print(f"saved model {info.name!r} to the store ({info.path})")
+
+
+def _train_style(args: argparse.Namespace) -> int:
+    from impasto.train import StyleConfig, save_style_model, train_style
+
+    kw = _overrides(args, StyleConfig)
+    if not args.resume and not (kw.get("content") and kw.get("style_image")):
+        raise InvalidArgument("--style-image IMG and --content DIR are required", hint="or --resume RUN_FOLDER")
+    if args.resume:
+        kw.setdefault("content", "")
+        kw.setdefault("style_image", "")
+    run = train_style(StyleConfig(**kw), resume=args.resume, device=_device(args.device))
+    last = run.history[-1] if run.history else {}
+    print(f"trained {len(run.history)} iterations; last losses: "
+          + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("iteration", "seconds")))
+    print(f"samples and loss curve in {run.out_dir}")
+    if not args.no_store:
+        _store_result(save_style_model, run, args.overwrite)
+    return 0
+
+
+def _train_sr(args: argparse.Namespace) -> int:
+    from impasto.train_sr import SRConfig, save_sr_model, train_sr
+
+    kw = _overrides(args, SRConfig)
+    if not args.resume and not kw.get("data"):
+        raise InvalidArgument("--data DIR is required", hint="a folder of high-resolution photos")
+    if args.resume:
+        kw.setdefault("data", "")
+    run = train_sr(SRConfig(**kw), resume=args.resume, device=_device(args.device))
+    last = run.history[-1] if run.history else {}
+    print(f"trained {len(run.history)} iterations; last loss {last.get('total', float('nan')):.4g}")
+    print(f"samples and loss curve in {run.out_dir}")
+    if not args.no_store:
+        _store_result(save_sr_model, run, args.overwrite)
+    return 0
+
+
+def load_sr_model(spec: str) -> torch.nn.Module:
+    """A store name, a training run folder / checkpoint (.pt), or an Impasto model file (.safetensors)."""
+    path = Path(spec)
+    if path.is_dir() or path.suffix == ".pt":
+        from impasto.nets.sr import build_johnson_sr
+        from impasto.train_common import load_checkpoint
+
+        ckpt = load_checkpoint(path)
+        net = build_johnson_sr(**ckpt["model_args"])
+        net.load_state_dict(ckpt["model"])
+        return net.eval()
+    if path.suffix == ".safetensors" and path.is_file():
+        from impasto.models.fileformat import build_network, load_state, read_info
+
+        return build_network(read_info(path), load_state(path)).eval()
+    from impasto.models.store import ModelStore
+
+    return ModelStore().load(spec, kind="sr")
+
+
+def _eval_sr(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from impasto.evaluate import evaluate, network_upscaler
+
+    up = None if args.model == "bicubic" else network_upscaler(load_sr_model(args.model), _device(args.device))
+    with tqdm(total=100, disable=args.json, unit="%", leave=False) as bar:
+        res = evaluate(args.folder, args.scale, up, args.model,
+                       progress=lambda s, f: bar.update(round(100 * f) - bar.n))
+    if args.json:
+        print(json.dumps(res.to_json(), indent=2))
+        return 0
+    for name, m in res.images.items():
+        print(f"{name:24s} PSNR {m['psnr']:7.3f} dB  SSIM {m['ssim']:.4f}")
+    print(f"{'mean':24s} PSNR {res.psnr:7.3f} dB  SSIM {res.ssim:.4f}   ({args.model}, x{args.scale}, "
+          f"{len(res.images)} images, Y channel, border {args.scale})")
+    return 0
+
+
+def _gatys(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from impasto.gatys import run
+    from impasto.train_common import load_rgb, to_pil
+
+    size = args.size or None
+    content = load_rgb(args.content, size)
+    style = load_rgb(args.style, args.style_size or size)
+    init: Any = args.init
+    if init not in ("content", "noise"):
+        init = load_rgb(init)  # resized to the content's size inside run()
+    with tqdm(total=args.iterations, unit="it") as bar:
+        res = run(content, style, init=init, iterations=args.iterations, optimizer=args.optimizer, lr=args.lr,
+                  loss_net=args.loss_net, vgg16_weights=args.vgg16_weights, content_layer=args.content_layer,
+                  style_layers=args.style_layers, content_weight=args.content_weight,
+                  style_weight=args.style_weight, tv_weight=args.tv_weight, device=_device(args.device),
+                  progress=lambda s, f: bar.update(round(f * args.iterations) - bar.n))
+    out = Path(args.out)
+    to_pil(res.image).save(out)
+    print(f"loss {res.history[0]:.4g} -> {res.history[-1]:.4g} after {len(res.history) - 1} iterations; wrote {out}")
+    return 0
