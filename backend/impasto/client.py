@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
-from impasto import errors
+from impasto import errors, wire
 from impasto._proto import impasto_pb2 as pb
 from impasto._proto import impasto_pb2_grpc as pb_grpc
 from impasto.cancel import CancelToken, Progress
@@ -27,6 +27,7 @@ from impasto.models.info import ModelInfo
 from impasto.pixels import PixelBuffer, PixelFormat
 
 CHUNK_SIZE = 1 << 20
+SERVICE = pb.DESCRIPTOR.services_by_name["Impasto"].full_name
 ImageT = TypeVar("ImageT")
 
 
@@ -68,12 +69,12 @@ def _byte_view(buf: PixelBuffer) -> memoryview:
     return memoryview(arr.reshape(-1).view(np.uint8))
 
 
-def _requests(header: pb.RequestHeader, images: list[PixelBuffer]) -> Iterator[pb.ImageRequest]:
+def _requests(header: pb.RequestHeader, images: list[PixelBuffer]) -> Iterator[pb.ImageRequest | bytes]:
     yield pb.ImageRequest(header=header)
     for part, image in enumerate(images):
         view = _byte_view(image)
         for start in range(0, len(view), CHUNK_SIZE):
-            yield pb.ImageRequest(chunk=pb.Chunk(part=part, data=bytes(view[start:start + CHUNK_SIZE])))
+            yield wire.request_chunk(part, view[start:start + CHUNK_SIZE])  # serialised from the view
 
 
 def _image_header(buf: PixelBuffer) -> pb.ImageHeader:
@@ -105,6 +106,12 @@ class Client:
         else:
             self._channel = grpc.insecure_channel(address, options=options)
         self._stub = pb_grpc.ImpastoStub(self._channel)
+        # The image streams use wire.py's chunk codec rather than the generated classes (speed).
+        self._image_methods = {
+            name: self._channel.stream_stream(f"/{SERVICE}/{name}", request_serializer=wire.serialize,
+                                              response_deserializer=wire.decode_response)
+            for name in ("Stylize", "Upscale", "Gatys", "Echo")
+        }
 
     def close(self) -> None:
         self._channel.close()
@@ -147,14 +154,14 @@ class Client:
         options = pb.StylizeOptions(style=style, strength=strength, preserve_colors=preserve_colors, scale=scale,
                                     refine=refine)
         header = pb.RequestHeader(image=_image_header(buf), stylize=options)
-        return back(self._image_call(self._stub.Stylize, header, [buf], progress, cancel))  # type: ignore[no-any-return]
+        return back(self._image_call("Stylize", header, [buf], progress, cancel))  # type: ignore[no-any-return]
 
     def upscale(self, image: ImageT, scale: int, *, model: str | None = None, progress: Progress | None = None,
                 cancel: CancelToken | None = None) -> ImageT:
         """Super-resolve by 2, 4 or 8 (`model` None: the default for the scale; "bicubic": resampling)."""
         buf, back = _to_buffer(image)
         header = pb.RequestHeader(image=_image_header(buf), upscale=pb.UpscaleOptions(scale=scale, model=model or ""))
-        return back(self._image_call(self._stub.Upscale, header, [buf], progress, cancel))  # type: ignore[no-any-return]
+        return back(self._image_call("Upscale", header, [buf], progress, cancel))  # type: ignore[no-any-return]
 
     def gatys(self, content: ImageT, style: Any, *, iterations: int = 150, content_weight: float | None = None,
               style_weight: float | None = None, init: str = "content", max_size: int = 0,
@@ -168,17 +175,18 @@ class Client:
         if style_weight is not None:
             options.style_weight = style_weight
         header = pb.RequestHeader(image=_image_header(buf), style_image=_image_header(style_buf), gatys=options)
-        return back(self._image_call(self._stub.Gatys, header, [buf, style_buf], progress, cancel))  # type: ignore[no-any-return]
+        return back(self._image_call("Gatys", header, [buf, style_buf], progress, cancel))  # type: ignore[no-any-return]
 
     def echo(self, image: ImageT) -> ImageT:
         """The image back, untouched: measures the transport (and checks the connection)."""
         buf, back = _to_buffer(image)
         header = pb.RequestHeader(image=_image_header(buf))
-        return back(self._image_call(self._stub.Echo, header, [buf], None, None))  # type: ignore[no-any-return]
+        return back(self._image_call("Echo", header, [buf], None, None))  # type: ignore[no-any-return]
 
-    def _image_call(self, method: Any, header: pb.RequestHeader, images: list[PixelBuffer],
+    def _image_call(self, method: str, header: pb.RequestHeader, images: list[PixelBuffer],
                     progress: Progress | None, cancel: CancelToken | None) -> PixelBuffer:
-        call = method(_requests(header, images), timeout=self.timeout, metadata=self._metadata)
+        call = self._image_methods[method](_requests(header, images), timeout=self.timeout,
+                                           metadata=self._metadata)
         done = threading.Event()
         if cancel is not None:
             # A CancelToken cannot wake anyone; a small watcher turns it into a gRPC cancel.
@@ -190,23 +198,31 @@ class Client:
 
             threading.Thread(target=watch, name="impasto-cancel-watch", daemon=True).start()
         result: pb.ImageHeader | None = None
-        chunks: list[bytes] = []
+        fmt: PixelFormat | None = None
+        pixels = wire.Assembler(0)
         try:
             for reply in call:
+                if isinstance(reply, wire.RawChunk):
+                    pixels.add(reply.data)
+                    continue
                 item = reply.WhichOneof("item")
                 if item == "chunk":
-                    chunks.append(reply.chunk)
+                    pixels.add(reply.chunk)
                 elif item == "progress" and progress is not None:
                     progress(reply.progress.stage, reply.progress.fraction)
                 elif item == "result":
                     result = reply.result
+                    fmt = PixelFormat.parse(result.pixel_format)
+                    pixels = wire.Assembler(fmt.buffer_size(result.width, result.height))
         except grpc.RpcError as exc:
             if cancel is not None and cancel.cancelled:
                 raise errors.Cancelled("the job was cancelled") from None
             raise _error(exc, self.address) from None
         finally:
             done.set()
-        if result is None:
+        if result is None or fmt is None:
             raise errors.ImpastoError("the server ended the reply without a result image")
-        fmt = PixelFormat.parse(result.pixel_format)
-        return PixelBuffer.from_bytes(b"".join(chunks), result.width, result.height, fmt)
+        if not pixels.complete:
+            raise errors.ImpastoError(f"the server sent {pixels.received} bytes for a {result.width}x"
+                                      f"{result.height} {fmt.name} result; expected {len(pixels.buffer)}")
+        return PixelBuffer.from_bytes(pixels.buffer, result.width, result.height, fmt)

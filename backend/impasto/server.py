@@ -26,7 +26,7 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from impasto import __version__
+from impasto import __version__, wire
 from impasto._proto import impasto_pb2 as pb
 from impasto._proto import impasto_pb2_grpc as pb_grpc
 from impasto.cancel import CancelToken, Progress
@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from impasto.service import Engine
 
 log = logging.getLogger(__name__)
+
+# What the image RPCs' handlers receive: plain chunks as wire.RawChunk views, everything else parsed.
+Requests = Iterable[pb.ImageRequest | wire.RawChunk]
 
 CHUNK_SIZE = 1 << 20  # ~1 MiB messages: streaming beats one huge unary message (and its 4 MiB limit)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Impasto"].full_name
@@ -132,7 +135,7 @@ class ImpastoServicer(pb_grpc.ImpastoServicer):
         )
 
     @_rpc
-    def Stylize(self, requests: Iterable[pb.ImageRequest], context: grpc.ServicerContext) -> Iterator[Any]:
+    def Stylize(self, requests: Requests, context: grpc.ServicerContext) -> Iterator[Any]:
         header, images = self._receive(requests, "stylize")
         o = header.stylize
         strength = o.strength if o.HasField("strength") else 1.0
@@ -145,7 +148,7 @@ class ImpastoServicer(pb_grpc.ImpastoServicer):
         yield from self._run_job("stylize", work, context)
 
     @_rpc
-    def Upscale(self, requests: Iterable[pb.ImageRequest], context: grpc.ServicerContext) -> Iterator[Any]:
+    def Upscale(self, requests: Requests, context: grpc.ServicerContext) -> Iterator[Any]:
         header, images = self._receive(requests, "upscale")
         o = header.upscale
 
@@ -155,7 +158,7 @@ class ImpastoServicer(pb_grpc.ImpastoServicer):
         yield from self._run_job("upscale", work, context)
 
     @_rpc
-    def Gatys(self, requests: Iterable[pb.ImageRequest], context: grpc.ServicerContext) -> Iterator[Any]:
+    def Gatys(self, requests: Requests, context: grpc.ServicerContext) -> Iterator[Any]:
         header, images = self._receive(requests, "gatys")
         o = header.gatys
 
@@ -170,17 +173,16 @@ class ImpastoServicer(pb_grpc.ImpastoServicer):
         yield from self._run_job("gatys", work, context)
 
     @_rpc
-    def Echo(self, requests: Iterable[pb.ImageRequest], context: grpc.ServicerContext) -> Iterator[Any]:
+    def Echo(self, requests: Requests, context: grpc.ServicerContext) -> Iterator[Any]:
         # No queue and no engine: the same receive/convert/send path as a real job, minus the work.
         _, images = self._receive(requests, None)
         yield from self._send(images[0])
 
-    def _receive(self, requests: Iterable[pb.ImageRequest], op: str | None) -> tuple[pb.RequestHeader,
-                                                                                      list[PixelBuffer]]:
+    def _receive(self, requests: Requests, op: str | None) -> tuple[pb.RequestHeader, list[PixelBuffer]]:
         """The header, then the image(s) reassembled from chunks and checked before any work is queued."""
         stream = iter(requests)
         first = next(stream, None)
-        if first is None or first.WhichOneof("item") != "header":
+        if not isinstance(first, pb.ImageRequest) or first.WhichOneof("item") != "header":
             raise InvalidArgument("the request stream must start with a header")
         header = first.header
         if op is not None and header.WhichOneof("options") != op:
@@ -189,26 +191,26 @@ class ImpastoServicer(pb_grpc.ImpastoServicer):
         formats = [PixelFormat.parse(spec.pixel_format) for spec in specs]
         for spec in specs:
             self.engine.check_size(spec.width, spec.height)  # before megabytes arrive
-        expected = [fmt.buffer_size(s.width, s.height) for fmt, s in zip(formats, specs, strict=True)]
-        received = [0] * len(specs)
-        parts: list[list[bytes]] = [[] for _ in specs]
+        assemblers = [wire.Assembler(fmt.buffer_size(s.width, s.height)) for fmt, s in zip(formats, specs, strict=True)]
         for msg in stream:
-            if msg.WhichOneof("item") != "chunk":
+            if isinstance(msg, wire.RawChunk):
+                part, data = msg.part, msg.data
+            elif msg.WhichOneof("item") == "chunk":
+                part, data = msg.chunk.part, msg.chunk.data
+            else:
                 raise InvalidArgument("only chunks may follow the header")
-            part = msg.chunk.part
             if part >= len(specs):
                 raise InvalidArgument(f"chunk for image part {part}, but this request has {len(specs)} part(s)")
-            received[part] += len(msg.chunk.data)
-            if received[part] <= expected[part]:  # keep counting past the size, but keep no more bytes
-                parts[part].append(msg.chunk.data)
+            assemblers[part].add(data)
         images = []
-        for spec, fmt, size, chunks, count in zip(specs, formats, expected, parts, received, strict=True):
-            if count != size:
+        for spec, fmt, assembler in zip(specs, formats, assemblers, strict=True):
+            if not assembler.complete:
+                size = len(assembler.buffer)
                 raise InvalidArgument(
-                    f"pixel buffer has {count} bytes but {spec.width}x{spec.height} {fmt.name} needs {size} "
-                    f"({spec.width} x {spec.height} x {fmt.channels} channels x {fmt.bytes_per_channel} bytes)"
+                    f"pixel buffer has {assembler.received} bytes but {spec.width}x{spec.height} {fmt.name} needs "
+                    f"{size} ({spec.width} x {spec.height} x {fmt.channels} channels x {fmt.bytes_per_channel} bytes)"
                 )
-            images.append(PixelBuffer.from_bytes(b"".join(chunks), spec.width, spec.height, fmt))
+            images.append(PixelBuffer.from_bytes(assembler.buffer, spec.width, spec.height, fmt))
         return header, images
 
     def _run_job(self, name: str, work: Callable[[Progress, CancelToken], PixelBuffer],
@@ -233,11 +235,29 @@ class ImpastoServicer(pb_grpc.ImpastoServicer):
         fmt = image.format
         yield pb.ImageResponse(result=pb.ImageHeader(pixel_format=fmt.name, width=image.width,
                                                      height=image.height))
-        # Chunks are sliced from a flat byte view: no whole-image copy before the per-chunk ones.
+        # Chunks are serialised straight from a flat byte view of the pixels (see wire.py).
         arr = np.ascontiguousarray(image.array, dtype=fmt.dtype)
         view = memoryview(arr.reshape(-1).view(np.uint8))
         for start in range(0, len(view), CHUNK_SIZE):
-            yield pb.ImageResponse(chunk=bytes(view[start:start + CHUNK_SIZE]))
+            yield wire.response_chunk(view[start:start + CHUNK_SIZE])
+
+
+def _handlers(servicer: ImpastoServicer) -> grpc.GenericRpcHandler:
+    """Like the generated add_ImpastoServicer_to_server, but the image streams use wire.py's chunk codec."""
+    unary = {"ListModels": (pb.ListModelsRequest, pb.ListModelsResponse),
+             "GetServerInfo": (pb.GetServerInfoRequest, pb.ServerInfo)}
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(getattr(servicer, name), request_deserializer=req.FromString,
+                                                  response_serializer=reply.SerializeToString)
+        for name, (req, reply) in unary.items()
+    }
+    for name in ("Stylize", "Upscale", "Gatys", "Echo"):
+        handlers[name] = grpc.stream_stream_rpc_method_handler(
+            getattr(servicer, name), request_deserializer=wire.decode_request, response_serializer=wire.serialize
+        )
+    missing = set(pb.DESCRIPTOR.services_by_name["Impasto"].methods_by_name) - handlers.keys()
+    assert not missing, f"RPCs without a handler: {missing}"
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
 class TokenInterceptor(grpc.ServerInterceptor):
@@ -317,7 +337,7 @@ class ImpastoServer:
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.max_queue + 8,
                                                              thread_name_prefix="impasto-rpc"),
                                   options=options, interceptors=interceptors)
-        pb_grpc.add_ImpastoServicer_to_server(ImpastoServicer(engine, self.jobs), self.server)
+        self.server.add_generic_rpc_handlers((_handlers(ImpastoServicer(engine, self.jobs)),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),

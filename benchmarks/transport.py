@@ -1,0 +1,132 @@
+"""Transport cost of `impasto serve`: round trips of RGBA u8 images through the no-op Echo RPC.
+
+    .venv/bin/python benchmarks/transport.py [--runs 7] [--out docs/benchmarks/transport.json]
+
+For 1024x1024 and 4096x4096 it prints the median round trip through the grpcio client (impasto.client)
+and through the plugins' pure-Python client (plugins/common, run in a child process with protobuf in
+pure-Python mode, as inside Krita and GIMP), beside a plain memory copy of the same bytes. The target
+(issue 3) is a 4096x4096 round trip through the server in at most 0.25 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = (1024, 4096)
+TARGET_S = 0.25
+
+
+def _timed(fn: Callable[[], object], runs: int) -> list[float]:
+    fn()  # warm-up: connection, first allocations
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def pure_client(address: str, runs: int) -> dict[str, list[float]]:
+    """Runs in the child process: the plugins' client, pure-Python protobuf."""
+    sys.path.insert(0, str(ROOT / "plugins" / "common"))
+    import impasto_client
+    from google.protobuf.internal import api_implementation
+
+    assert api_implementation.Type() == "python", api_implementation.Type()
+    client = impasto_client.ImpastoClient(address)
+    out = {}
+    for size in SIZES:
+        data = os.urandom(size * size * 4)
+
+        def trip(data: bytes = data, size: int = size) -> None:
+            result = client.echo(data, size, size, "RGBA_U8")
+            assert len(result.data) == len(data)
+
+        out[str(size)] = _timed(trip, runs)
+    return out
+
+
+def start_server() -> tuple[subprocess.Popen[str], str]:
+    env = {k: v for k, v in os.environ.items() if k != "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "backend"), env.get("PYTHONPATH")]))
+    proc = subprocess.Popen([sys.executable, "-m", "impasto", "serve", "--address", "127.0.0.1:0", "--device", "cpu"],
+                            stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("impasto: serving on "):
+            return proc, line.split()[3]
+    raise SystemExit("impasto serve did not start")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "transport.json")
+    parser.add_argument("--pure-client", metavar="ADDRESS", help=argparse.SUPPRESS)  # the child's mode
+    args = parser.parse_args(argv)
+    if args.pure_client:
+        print(json.dumps(pure_client(args.pure_client, args.runs)))
+        return 0
+
+    import grpc
+    import numpy as np
+    from google.protobuf.internal import api_implementation
+
+    from impasto.client import Client
+
+    server, address = start_server()
+    try:
+        results: dict[str, dict[str, object]] = {}
+        with Client(address) as client:
+            for size in SIZES:
+                image = np.random.default_rng(size).integers(0, 256, (size, size, 4), dtype=np.uint8)
+                raw = image.tobytes()
+                copy = _timed(lambda raw=raw: bytearray(raw), args.runs)
+                grpcio = _timed(lambda image=image: client.echo(image), args.runs)
+                assert np.array_equal(client.echo(image), image)
+                results[str(size)] = {"bytes": len(raw), "memory_copy_s": copy, "grpcio_client_s": grpcio}
+        env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
+        child = subprocess.run([sys.executable, __file__, "--pure-client", address, "--runs", str(args.runs)],
+                               capture_output=True, text=True, env=env, check=True)
+        for size, times in json.loads(child.stdout).items():
+            results[size]["pure_python_client_s"] = times
+    finally:
+        server.terminate()
+        server.wait(30)
+
+    print(f"{'image':>11} {'memory copy':>12} {'grpcio client':>14} {'pure-Python client':>19}   (medians of {args.runs})")
+    summary = {}
+    for size, r in results.items():
+        med = {k: statistics.median(v) for k, v in r.items() if k.endswith("_s")}  # type: ignore[arg-type]
+        summary[size] = med
+        print(f"{size + 'x' + size:>11} {med['memory_copy_s']:>11.3f}s {med['grpcio_client_s']:>13.3f}s "
+              f"{med['pure_python_client_s']:>18.3f}s")
+    big = summary[str(SIZES[-1])]["grpcio_client_s"]
+    verdict = "meets" if big <= TARGET_S else "misses"
+    print(f"4096x4096 RGBA u8 round trip: {big:.3f} s ({verdict} the {TARGET_S} s target); "
+          f"{big / summary[str(SIZES[-1])]['memory_copy_s']:.0f}x a memory copy")
+    report = {
+        "what": "round trip of an RGBA u8 image through impasto serve's no-op Echo RPC (1 MiB chunks)",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "grpcio": grpc.__version__, "protobuf_backend": api_implementation.Type()},
+        "runs": args.runs, "medians_s": summary, "all_s": results, "target_4096_s": TARGET_S,
+        "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
