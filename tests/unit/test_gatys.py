@@ -21,6 +21,15 @@ def _img(path: Path, size: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(im, dtype=np.float32).copy()).permute(2, 0, 1)[None]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> object:
+    # Small images: one thread beats several fighting over a shared CI machine's cores.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def pair() -> tuple[torch.Tensor, torch.Tensor]:
     if (DATA / "sample_photos").is_dir():

@@ -1,0 +1,137 @@
+"""Training on tiny images: losses fall, a resumed run equals an uninterrupted one, results reach the store."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from impasto.cancel import CancelToken
+from impasto.errors import Cancelled
+from impasto.train import StyleConfig, save_style_model, train_style
+from impasto.train_common import lr_at
+from impasto.train_sr import SRConfig, degrade, save_sr_model, train_sr
+from PIL import Image
+
+DATA = Path(__file__).parents[2].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> object:
+    # These nets are tiny: one thread beats several fighting over a shared CI machine's cores.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A handful of small photos (the shipped-licence sample photos when present, else synthetic)."""
+    folder = tmp_path_factory.mktemp("photos")
+    srcs = sorted((DATA / "sample_photos").glob("*")) if (DATA / "sample_photos").is_dir() else []
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        if srcs:
+            im = Image.open(srcs[i % len(srcs)]).convert("RGB").resize((56, 48), Image.BICUBIC)
+        else:
+            yy, xx = np.mgrid[0:48, 0:56]
+            arr = np.stack([xx * 4, yy * 5, (xx + yy) * 2], -1) + rng.integers(0, 40, (48, 56, 3))
+            im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+        im.save(folder / f"p{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def style_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("style") / "style.png"
+    src = DATA / "style_images" / "public_domain" / "starry_night.jpg"
+    if src.is_file():
+        Image.open(src).convert("RGB").resize((64, 48), Image.BICUBIC).save(path)
+    else:
+        arr = (np.indices((48, 64)).sum(0) % 16 < 8)[..., None] * np.array([30, 60, 200])
+        Image.fromarray(arr.astype(np.uint8)).save(path)
+    return path
+
+
+def _style_cfg(photos: Path, style: Path, out: Path, **kw: object) -> StyleConfig:
+    base = StyleConfig(style_image=str(style), content=str(photos), name="tiny", image_size=32, batch=2,
+                       iterations=12, lr=1e-2, widths=(8, 16, 16), res_blocks=1, style_size=64,
+                       checkpoint_every=0, sample_every=0, out_dir=str(out))
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def _mean(h: list[dict[str, float]], key: str, sl: slice) -> float:
+    return float(np.mean([r[key] for r in h[sl]]))
+
+
+def test_lr_function_is_pure() -> None:
+    assert lr_at(5, lr=1e-3, iterations=100) == 1e-3
+    assert lr_at(0, lr=1e-3, iterations=100, warmup=10) == pytest.approx(1e-4)
+    assert lr_at(99, lr=1e-3, iterations=100, schedule="cosine") == pytest.approx(1e-4, rel=0.01)
+    assert lr_at(50, lr=1e-3, iterations=100, schedule="cosine") == lr_at(50, lr=1e-3, iterations=100,
+                                                                          schedule="cosine")
+
+
+def test_style_training_lowers_the_loss(photos: Path, style_image: Path, tmp_path: Path) -> None:
+    cfg = _style_cfg(photos, style_image, tmp_path / "run", iterations=16, sample_every=16, checkpoint_every=16)
+    run = train_style(cfg, show_bar=False)
+    h = run.history
+    assert len(h) == 16
+    assert _mean(h, "total", slice(-4, None)) < 0.7 * _mean(h, "total", slice(0, 4))
+    for name in ("latest.pt", "loss.png", "samples_latest.png", "history.json"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert run.config.content_layer == "relu3_3" and run.config.style_layers == ("relu1_2", "relu2_2", "relu3_3")
+
+
+def test_resumed_run_equals_uninterrupted(photos: Path, style_image: Path, tmp_path: Path) -> None:
+    cfg = _style_cfg(photos, style_image, tmp_path / "a", iterations=6, checkpoint_every=3, lr_schedule="cosine")
+    straight = train_style(cfg, show_bar=False)
+
+    token = CancelToken()
+    interrupted = replace(cfg, out_dir=str(tmp_path / "b"))
+    with pytest.raises(Cancelled):  # stop it after the checkpoint at iteration 3, as a crash or Ctrl-C would
+        train_style(interrupted, show_bar=False, cancel=token,
+                    progress=lambda s, f: token.cancel() if f >= 0.5 else None)
+    resumed = train_style(interrupted, resume=tmp_path / "b", show_bar=False)
+
+    assert [r["total"] for r in resumed.history] == [r["total"] for r in straight.history]
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_style_model_lands_in_the_store(photos: Path, style_image: Path, tmp_path: Path) -> None:
+    from impasto.models.store import ModelStore
+
+    run = train_style(_style_cfg(photos, style_image, tmp_path / "run", iterations=2), show_bar=False)
+    store = ModelStore(user_dir=tmp_path / "store", bundled_dir=None)
+    info = save_style_model(run, store)
+    assert info.kind == "style" and info.thumbnail_png and info.style_image_jpeg
+    assert info.training["iterations"] == 2 and info.training["loss_net"] == "vgg19-partial"
+    net = store.load("tiny")
+    x = torch.rand(1, 3, 32, 32) * 255
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), run.model(x), atol=1.0, rtol=0.02)  # the store keeps fp16
+
+
+def test_degrade_blurs_then_downsamples() -> None:
+    hr = torch.rand(2, 3, 32, 32) * 255
+    lr = degrade(hr, 4)
+    assert lr.shape == (2, 3, 8, 8)
+    flat = torch.full((1, 3, 16, 16), 77.0)
+    assert torch.equal(degrade(flat, 4), torch.full((1, 3, 4, 4), 77.0))
+
+
+@pytest.mark.parametrize("loss", ["pixel", "feat"])
+def test_sr_training_lowers_the_loss(photos: Path, tmp_path: Path, loss: str) -> None:
+    cfg = SRConfig(data=str(photos), name=f"sr-{loss}", patch_size=32, batch=2, iterations=14, lr=3e-3, loss=loss,
+                   channels=8, blocks=1, checkpoint_every=14, sample_every=14, out_dir=str(tmp_path / "run"))
+    run = train_sr(cfg, show_bar=False)
+    h = run.history
+    assert _mean(h, "total", slice(-4, None)) < 0.8 * _mean(h, "total", slice(0, 4))
+    from impasto.models.store import ModelStore
+
+    info = save_sr_model(run, ModelStore(user_dir=tmp_path / "store", bundled_dir=None))
+    assert info.kind == "sr" and info.scale == 4 and info.training["loss"] == loss
