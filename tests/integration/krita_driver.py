@@ -5,6 +5,7 @@ controller and document adapter exactly as the docker does (apply, then poll unt
 writes what it saw to the spec's output folder: JSON facts plus raw pixel files for the test to compare
 with the backend's answer through the Python client."""
 
+import importlib
 import json
 import os
 import struct
@@ -38,9 +39,10 @@ def rect_of(r):
 
 def imports(spec):
     """Which copy of each dependency the installed plugin picked up."""
+    # The plugin package (from the pykrita folder on PYTHONPATH) first: it puts _vendor on sys.path.
+    impasto = importlib.import_module("impasto")
     import google.protobuf
     import grpclib
-    import impasto  # the plugin package, from the pykrita folder on PYTHONPATH
     import impasto_client
     from google.protobuf.internal import api_implementation
 

@@ -9,7 +9,6 @@ from PyQt5.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -61,20 +60,23 @@ class DockerPanel(QWidget):
         interp_row.addWidget(browse)
         connect = QPushButton("Connect")
         connect.clicked.connect(self._connect)
-        backend = QGroupBox("Backend")
-        backend.setCheckable(True)  # unchecked folds it away once set up
-        backend.setChecked(not s.interpreter)
         form = QFormLayout()
+        form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Address", self.address)
         form.addRow("Token", self.token)
         form.addRow("Python", interp_row)
         form.addRow("", connect)
         self.backend_fields = QWidget()
         self.backend_fields.setLayout(form)
-        backend_box = QVBoxLayout(backend)
-        backend_box.addWidget(self.backend_fields)
-        backend.toggled.connect(self.backend_fields.setVisible)
-        self.backend_fields.setVisible(backend.isChecked())
+        # Folded away once the backend is set up: the gallery deserves the room.
+        self.backend_toggle = QToolButton()
+        self.backend_toggle.setText("Backend settings")
+        self.backend_toggle.setCheckable(True)
+        self.backend_toggle.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        self.backend_toggle.setAutoRaise(True)
+        self.backend_toggle.toggled.connect(self._fold)
+        self.backend_toggle.setChecked(not s.interpreter)
+        self._fold(self.backend_toggle.isChecked())
 
         self.picker = StylePicker()
         self.picker.set_options(s.options)
@@ -108,7 +110,8 @@ class DockerPanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
-        layout.addWidget(backend)
+        layout.addWidget(self.backend_toggle)
+        layout.addWidget(self.backend_fields)
         layout.addWidget(self.picker, 1)
         layout.addLayout(actions)
         layout.addWidget(self.progress_label)
@@ -118,6 +121,10 @@ class DockerPanel(QWidget):
         controller.add_view(self)
 
     # -- user actions -------------------------------------------------------------------------------
+
+    def _fold(self, open_: bool) -> None:
+        self.backend_toggle.setArrowType(Qt.DownArrow if open_ else Qt.RightArrow)
+        self.backend_fields.setVisible(open_)
 
     def _save_backend_fields(self) -> None:
         self.controller.update_settings(address=self.address.text().strip(), token=self.token.text().strip(),
