@@ -66,7 +66,7 @@ def _to_buffer(image: Any) -> tuple[PixelBuffer, Callable[[PixelBuffer], Any]]:
 def _byte_view(buf: PixelBuffer) -> memoryview:
     # A flat byte view of the pixels, so chunks are sliced without first copying the whole image.
     arr = np.ascontiguousarray(buf.array, dtype=buf.format.dtype)
-    return memoryview(arr.reshape(-1).view(np.uint8))
+    return arr.reshape(-1).view(np.uint8).data
 
 
 def _requests(header: pb.RequestHeader, images: list[PixelBuffer]) -> Iterator[pb.ImageRequest | bytes]:

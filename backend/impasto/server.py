@@ -55,6 +55,7 @@ def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> No
         context.abort(grpc.StatusCode[exc.code], message)
     log.error("unexpected error in %s", method, exc_info=exc)
     context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {exc!r} (a bug; see the server log)")
+    raise AssertionError("unreachable: context.abort raises")
 
 
 def _rpc(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -192,6 +193,7 @@ class ImpastoServicer(pb_grpc.ImpastoServicer):
         for spec in specs:
             self.engine.check_size(spec.width, spec.height)  # before megabytes arrive
         assemblers = [wire.Assembler(fmt.buffer_size(s.width, s.height)) for fmt, s in zip(formats, specs, strict=True)]
+        data: memoryview | bytes
         for msg in stream:
             if isinstance(msg, wire.RawChunk):
                 part, data = msg.part, msg.data
@@ -214,7 +216,7 @@ class ImpastoServicer(pb_grpc.ImpastoServicer):
         return header, images
 
     def _run_job(self, name: str, work: Callable[[Progress, CancelToken], PixelBuffer],
-                 context: grpc.ServicerContext) -> Iterator[pb.ImageResponse]:
+                 context: grpc.ServicerContext) -> Iterator[pb.ImageResponse | bytes]:
         cancel = CancelToken(deadline=_deadline(context))
         # Fires when the RPC ends for any reason: a client's cancel or deadline stops the job at its next check.
         context.add_callback(cancel.cancel)
@@ -231,20 +233,20 @@ class ImpastoServicer(pb_grpc.ImpastoServicer):
                 yield from self._send(event.result)
 
     @staticmethod
-    def _send(image: PixelBuffer) -> Iterator[pb.ImageResponse]:
+    def _send(image: PixelBuffer) -> Iterator[pb.ImageResponse | bytes]:
         fmt = image.format
         yield pb.ImageResponse(result=pb.ImageHeader(pixel_format=fmt.name, width=image.width,
                                                      height=image.height))
         # Chunks are serialised straight from a flat byte view of the pixels (see wire.py).
         arr = np.ascontiguousarray(image.array, dtype=fmt.dtype)
-        view = memoryview(arr.reshape(-1).view(np.uint8))
+        view = arr.reshape(-1).view(np.uint8).data
         for start in range(0, len(view), CHUNK_SIZE):
             yield wire.response_chunk(view[start:start + CHUNK_SIZE])
 
 
 def _handlers(servicer: ImpastoServicer) -> grpc.GenericRpcHandler:
     """Like the generated add_ImpastoServicer_to_server, but the image streams use wire.py's chunk codec."""
-    unary = {"ListModels": (pb.ListModelsRequest, pb.ListModelsResponse),
+    unary: dict[str, tuple[Any, Any]] = {"ListModels": (pb.ListModelsRequest, pb.ListModelsResponse),
              "GetServerInfo": (pb.GetServerInfoRequest, pb.ServerInfo)}
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(getattr(servicer, name), request_deserializer=req.FromString,

@@ -132,7 +132,7 @@ class Assembler:
     def __init__(self, expected: int) -> None:
         # np.empty, not bytearray(n): zero-filling 64 MiB costs as much as copying it in.
         self._array = np.empty(expected, dtype=np.uint8)
-        self.buffer = memoryview(self._array)
+        self.buffer = self._array.data
         self.received = 0
 
     def add(self, data: memoryview | bytes) -> None:
