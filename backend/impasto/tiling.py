@@ -139,7 +139,7 @@ def _run_spatial_tiled(
                 cancel.check()
             ww = op.window(x0, x1, w)
             region = x[..., wh.i0 : wh.i1, ww.i0 : ww.i1].to(cfg.device)
-            with torch.inference_mode(), _autocast(cfg):
+            with torch.inference_mode(), (nullcontext() if op.precise else _autocast(cfg)):
                 y = op.run(region, wh, ww, y1 - y0, x1 - x0)
             out[..., y0:y1, x0:x1] = y.float().cpu()
             tick()
@@ -270,7 +270,7 @@ def run_network(
                 cancel.check()
             progress(stage, 0.0)
             with torch.inference_mode(), _autocast(cfg):
-                y = (compiled or net)(xp.to(cfg.device))
+                y = (compiled if compiled is not None else net)(xp.to(cfg.device))
             progress(stage, 1.0)
             return y.float().cpu()[..., : h * scale, : w * scale]
         except _OOM as exc:

@@ -36,6 +36,7 @@ class Spatial(nn.Module):
     """A layer whose output at each position depends on a bounded input neighbourhood."""
 
     up: int = 1  # output/input size ratio numerator (upsampling)
+    precise: bool = False  # run in fp32 even under autocast (cheap output layers whose error is amplified)
     down: int = 1  # output/input size ratio denominator (stride)
 
     def out_size(self, n: int) -> int:
@@ -160,7 +161,15 @@ def run_plan(plan: Plan, x: torch.Tensor) -> torch.Tensor:
     stack: list[torch.Tensor] = []
     for step in plan:
         kind = step[0]
-        if kind in ("spatial", "norm", "act"):
+        if kind == "norm":
+            # statistics in fp32 even under bf16/fp16 autocast: reduced-precision means and variances
+            # are the main source of autocast error in these nets
+            with torch.autocast(x.device.type, enabled=False):
+                x = step[1](x.float())
+        elif kind == "spatial" and step[1].precise:
+            with torch.autocast(x.device.type, enabled=False):
+                x = step[1](x.float())
+        elif kind in ("spatial", "act"):
             x = step[1](x)
         elif kind == "push":
             stack.append(x)

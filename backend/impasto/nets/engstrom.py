@@ -59,7 +59,9 @@ class EngstromNet(nn.Module):
         self.in4 = nn.InstanceNorm2d(b, eps=EPS, affine=True)
         self.deconv2 = TransposeConvLayer(b, a)
         self.in5 = nn.InstanceNorm2d(a, eps=EPS, affine=True)
+        # the output conv is cheap and its error goes straight to the pixels: keep it fp32 under autocast
         self.deconv3 = ConvLayer(a, 3, 9, 1, pad="same", bias=False)
+        self.deconv3.precise = True
         self.in6 = nn.InstanceNorm2d(3, eps=EPS, affine=True)
 
     def plan(self) -> Plan:

@@ -51,7 +51,9 @@ class TransformerNet(nn.Module):
         self.in4 = nn.InstanceNorm2d(b, affine=True)
         self.deconv2 = UpsampleConvLayer(b, a, 3, upsample=2)
         self.in5 = nn.InstanceNorm2d(a, affine=True)
+        # the output conv is cheap and its error goes straight to the pixels: keep it fp32 under autocast
         self.deconv3 = ConvLayer(a, 3, 9, 1)
+        self.deconv3.precise = True
 
     # The input is reflection-padded to a multiple of this so that the output has the input's size.
     multiple = 4
