@@ -156,6 +156,10 @@ def relu(x: torch.Tensor) -> torch.Tensor:
     return F.relu(x)
 
 
+def _full(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def run_plan(plan: Plan, x: torch.Tensor) -> torch.Tensor:
     """Execute a plan on whole tensors (the untiled path)."""
     stack: list[torch.Tensor] = []
@@ -165,10 +169,10 @@ def run_plan(plan: Plan, x: torch.Tensor) -> torch.Tensor:
             # statistics in fp32 even under bf16/fp16 autocast: reduced-precision means and variances
             # are the main source of autocast error in these nets
             with torch.autocast(x.device.type, enabled=False):
-                x = step[1](x.float())
+                x = step[1](_full(x))
         elif kind == "spatial" and step[1].precise:
             with torch.autocast(x.device.type, enabled=False):
-                x = step[1](x.float())
+                x = step[1](_full(x))
         elif kind in ("spatial", "act"):
             x = step[1](x)
         elif kind == "push":
