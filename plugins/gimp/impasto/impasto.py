@@ -202,7 +202,9 @@ def _dialog(procedure, config, title, properties, model_property, kind):
     row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=6)
     row.pack_start(Gtk.Label(label="Style" if kind == "style" else "Model"), False, False, 0)
     row.pack_start(combo, True, True, 0)
-    dialog.get_content_area().pack_start(row, False, False, 6)
+    area = dialog.get_content_area()
+    area.pack_start(row, False, False, 6)
+    area.reorder_child(row, 0)  # the model is the first choice to make
     row.show_all()
     accepted = dialog.run()
     if accepted:
@@ -286,7 +288,7 @@ class Impasto(Gimp.PlugIn):
             factors = Gimp.Choice.new()
             for factor in logic.UPSCALE_FACTORS:
                 factors.add(f"x{factor}", factor, f"×{factor}", "")
-            procedure.add_choice_argument("factor", "_Scale", "Upscaling factor", factors, "x4", _RW)
+            procedure.add_choice_argument("factor", "Scale _factor", "Upscaling factor", factors, "x4", _RW)
             procedure.add_string_argument("model", "_Model", "Super-resolution model; empty: the default "
                                           "for the scale, 'bicubic': plain resampling", "", _RW)
             procedure.add_boolean_argument("new-image", "Result in a _new image",
@@ -295,6 +297,7 @@ class Impasto(Gimp.PlugIn):
             procedure.add_image_return_value("result-image", "Result image", "The upscaled image", False,
                                              _RW)
         else:
+            # Mnemonics avoid H, R, C, O, L and S: the dialog's own buttons use them.
             procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run_stylize, None)
             procedure.set_menu_label("Impasto _Style…")
             procedure.add_menu_path("<Image>/Filters/Artistic")
@@ -310,7 +313,7 @@ class Impasto(Gimp.PlugIn):
             procedure.add_boolean_argument("preserve-colors", "_Preserve colours",
                                            "Transfer the style to lightness only, keeping the colours",
                                            False, _RW)
-            procedure.add_int_argument("refine", "_Refinement iterations",
+            procedure.add_int_argument("refine", "Refinement _iterations",
                                        "Optimisation steps after the network pass (slow); 0: none",
                                        0, 1000, 0, _RW)
             procedure.add_layer_return_value("layer", "Layer", "The stylized layer", False, _RW)
