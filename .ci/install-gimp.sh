@@ -18,6 +18,9 @@ log() { echo "install-gimp: $*" >&2; }
 if [ "$ROOT" = / ]; then
     # Debian 13 host: install into the system itself.
     if ! command -v gimp-console-3.0 >/dev/null 2>&1; then
+        case "$(cat /etc/debian_version 2>/dev/null)" in
+            12*|11*) log "this host's Debian has no GIMP 3: leave IMPASTO_GIMP_ROOT unset for the chroot"; exit 1 ;;
+        esac
         apt-get -o DPkg::Lock::Timeout=600 update -qq
         DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $PACKAGES
     fi
