@@ -72,6 +72,7 @@ def test_deadline_stops_the_job(server: ServeProcess) -> None:
         wait_for(lambda: c.info().queue_length == 0, 30)  # the server stopped the job too
 
 
+@pytest.mark.slow
 def test_eight_clients_all_correct_while_a_full_queue_refuses(server: ServeProcess, client: Client) -> None:
     blocker_token, times = CancelToken(), RefineTimes()
     blocker = Background(lambda: client.stylize(make_image(24, 32, "uint8"), "udnie", refine=50,

@@ -50,6 +50,7 @@ def test_token_on_loopback() -> None:
         check_token_required(server.address)
 
 
+@pytest.mark.slow
 def test_off_loopback_needs_a_token() -> None:
     proc = subprocess.run([sys.executable, "-m", "impasto", "serve", "--address", "0.0.0.0:0"],
                           capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=120)
@@ -59,6 +60,7 @@ def test_off_loopback_needs_a_token() -> None:
         check_token_required(server.address)
 
 
+@pytest.mark.slow
 def test_health_goes_not_serving_on_shutdown_and_running_jobs_are_cancelled_after_grace() -> None:
     server = ServeProcess("--grace", "2")
     try:
