@@ -6,16 +6,28 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from impasto.cancel import Progress
 from impasto.errors import InvalidArgument
 from impasto.imageio import SUFFIXES, read_image, write_image
 from impasto.pixels import PixelBuffer
 
+if TYPE_CHECKING:  # the engine pulls in torch: import it only when a command runs
+    from impasto.service import EngineConfig
+
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="IN", help="image file(s) or a folder")
     p.add_argument("output", metavar="OUT", help="output file, or a folder when IN is several files or a folder")
+    engine_options(p)
+    p.add_argument("--remote", metavar="ADDRESS", help="use a running `impasto serve` at ADDRESS instead")
+    p.add_argument("--token", help="token for --remote")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def engine_options(p: argparse.ArgumentParser) -> None:
+    """Options that configure a local Engine; shared with `impasto batch`."""
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--tile-size", type=int, default=512, metavar="N", help="tile side when tiling (default 512)")
     p.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
@@ -24,25 +36,30 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
                    help="refuse images with more pixels (default 64,000,000)")
     p.add_argument("--no-bf16", action="store_true", help="run in fp32 even where bf16 is supported")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (pays off on big batches)")
-    p.add_argument("--remote", metavar="ADDRESS", help="use a running `impasto serve` at ADDRESS instead")
-    p.add_argument("--token", help="token for --remote")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("stylize", help="apply a style network to images")
-    _engine_args(p)
+def stylize_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--style", required=True, help="style name (see `impasto models list`)")
     p.add_argument("--strength", type=float, default=1.0, help="0..1, blend with the original (default 1)")
     p.add_argument("--preserve-colors", action="store_true", help="keep the original colours")
     p.add_argument("--scale", type=float, default=1.0, help="processing scale, 0.25..4 (default 1)")
     p.add_argument("--refine", type=int, default=0, metavar="N", help="Gatys refinement iterations (default 0)")
+
+
+def upscale_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scale", type=int, choices=(2, 4, 8), default=4)
+    p.add_argument("--model", default=None, help="SR model name, or 'bicubic' (default: best for the scale)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("stylize", help="apply a style network to images")
+    _engine_args(p)
+    stylize_options(p)
     p.set_defaults(func=_stylize)
 
     p = sub.add_parser("upscale", help="super-resolve images x2, x4 or x8")
     _engine_args(p)
-    p.add_argument("--scale", type=int, choices=(2, 4, 8), default=4)
-    p.add_argument("--model", default=None, help="SR model name, or 'bicubic' (default: best for the scale)")
+    upscale_options(p)
     p.set_defaults(func=_upscale)
 
 
@@ -108,13 +125,19 @@ def _run(args: argparse.Namespace, op: Callable[..., PixelBuffer]) -> int:
     return 1 if failures else 0
 
 
-def _engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from impasto.service import Engine, EngineConfig
+def engine_config(args: argparse.Namespace) -> EngineConfig:
+    """The EngineConfig that `engine_options` describe."""
+    from impasto.service import EngineConfig
 
     budget = int(args.memory_budget * 2**30) if args.memory_budget else None
-    return Engine(EngineConfig(device=args.device, tile_size=args.tile_size, memory_budget=budget,
-                               bf16=False if args.no_bf16 else None, compile=args.compile,
-                               max_pixels=args.max_pixels))
+    return EngineConfig(device=args.device, tile_size=args.tile_size, memory_budget=budget,
+                        bf16=False if args.no_bf16 else None, compile=args.compile, max_pixels=args.max_pixels)
+
+
+def _engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from impasto.service import Engine
+
+    return Engine(engine_config(args))
 
 
 def _stylize(args: argparse.Namespace) -> int:
