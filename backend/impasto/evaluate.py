@@ -86,7 +86,7 @@ def find_pairs(folder: str | Path, scale: int) -> list[tuple[str, np.ndarray, np
                 continue
         h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
         hr = hr[:h, :w]
-        lr = np.asarray(Image.fromarray(hr).resize((w // scale, h // scale), Image.BICUBIC))
+        lr = np.asarray(Image.fromarray(hr).resize((w // scale, h // scale), Image.Resampling.BICUBIC))
         out.append((stem, hr, lr))
     if not out:
         raise InvalidArgument(f"{folder}: no images to evaluate", hint="expected *_HR.png/*_LR.png pairs or photos")
@@ -95,7 +95,7 @@ def find_pairs(folder: str | Path, scale: int) -> list[tuple[str, np.ndarray, np
 
 def bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
     h, w = lr.shape[:2]
-    return np.asarray(Image.fromarray(lr).resize((w * scale, h * scale), Image.BICUBIC))
+    return np.asarray(Image.fromarray(lr).resize((w * scale, h * scale), Image.Resampling.BICUBIC))
 
 
 def network_upscaler(model: torch.nn.Module, device: str | torch.device = "cpu") -> Upscaler:

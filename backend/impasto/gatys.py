@@ -70,9 +70,9 @@ def run(
     vgg16_weights: str | None = None,
     content_layer: str | None = None,
     style_layers: Sequence[str] | None = None,
-    content_weight: float = DEFAULT_CONTENT_WEIGHT,
-    style_weight: float = DEFAULT_STYLE_WEIGHT,
-    tv_weight: float = 0.0,
+    content_weight: float | None = None,
+    style_weight: float | None = None,
+    tv_weight: float | None = None,
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
@@ -82,7 +82,8 @@ def run(
 
     `content` and `style` are (1, 3, H, W) RGB 0-255 (they may differ in size). `optimizer` is ``lbfgs``
     (default, lr 1) or ``adam`` (lr 10 in 0-255 units). `progress(stage, fraction)` and `cancel.check()` are
-    called between iterations; a cancel raises `Cancelled` out of here."""
+    called between iterations; a cancel raises `Cancelled` out of here. A weight of None means the default
+    (content 1, style 1e2, TV 0)."""
     device = torch.device(device)
     entry = LOSS_NETS[loss_net] if loss_net in LOSS_NETS else None
     if entry is None:
@@ -93,7 +94,11 @@ def run(
         net,
         content_layer or entry.default_content,
         tuple(style_layers or entry.default_style),
-        LossWeights(content=content_weight, style=style_weight, tv=tv_weight),
+        LossWeights(
+            content=DEFAULT_CONTENT_WEIGHT if content_weight is None else content_weight,
+            style=DEFAULT_STYLE_WEIGHT if style_weight is None else style_weight,
+            tv=tv_weight or 0.0,
+        ),
     )
     content = content.to(device, torch.float32)
     criterion.set_style(style.to(device, torch.float32))
@@ -127,7 +132,7 @@ def run(
     for it in range(iterations):
         if cancel is not None:
             cancel.check()
-        opt.step(closure)
+        opt.step(closure)  # type: ignore[arg-type]  # torch accepts a tensor-valued closure
         history.append(last_terms["total"])
         with torch.no_grad():
             image.clamp_(0, 255)
@@ -154,7 +159,7 @@ def refine(
 ) -> Tensor:
     """Refinement pass for the engine: Gatys iterations starting from `init` (usually the feed-forward
     stylisation of `content`). All tensors (1, 3, H, W) RGB 0-255; returns the refined image on `device`.
-    Keyword weights: content_weight, style_weight, tv_weight."""
+    Keyword weights: content_weight, style_weight, tv_weight (None: the default); also loss_net, optimizer."""
     if iterations <= 0:
         return init
     return run(

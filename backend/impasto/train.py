@@ -108,7 +108,7 @@ def train_style(
     # The pytorch/examples net outputs raw 0-255 values and starts near black; Adam at 1e-3 needs thousands of
     # steps just to lift the last bias to mid-grey. Starting it there costs nothing and helps short runs.
     with torch.no_grad():
-        model.deconv3.conv2d.bias.fill_(127.5)
+        nn.init.constant_(model.deconv3.conv2d.bias, 127.5)  # type: ignore[arg-type]
 
     net = load_loss_net(cfg.loss_net, [*cfg.style_layers, cfg.content_layer], vgg16_weights=cfg.vgg16_weights,
                         device=dev)
@@ -136,11 +136,11 @@ def train_style(
 
 
 def _jpeg(path: str, side: int, fmt: str = "JPEG") -> bytes:
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        im.thumbnail((side, side), Image.BICUBIC)
-        buf = io.BytesIO()
-        im.save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    with Image.open(path) as src:
+        im = src.convert("RGB")
+    im.thumbnail((side, side), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    im.save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
     return buf.getvalue()
 
 

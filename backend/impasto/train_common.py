@@ -27,14 +27,24 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 class LoopConfig(Protocol):
-    iterations: int
-    lr: float
-    lr_schedule: str
-    warmup: int
-    checkpoint_every: int
-    sample_every: int
-    seed: int
-    amp: bool
+    """The fields `fit` reads (both StyleConfig and SRConfig have them; read-only, as they are frozen)."""
+
+    @property
+    def iterations(self) -> int: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def lr_schedule(self) -> str: ...
+    @property
+    def warmup(self) -> int: ...
+    @property
+    def checkpoint_every(self) -> int: ...
+    @property
+    def sample_every(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def amp(self) -> bool: ...
 
 
 def lr_at(it: int, *, lr: float, iterations: int, schedule: str = "constant", warmup: int = 0) -> float:
@@ -62,11 +72,11 @@ def list_images(folder: str | Path) -> list[Path]:
 
 def load_rgb(path: str | Path, max_side: int | None = None) -> Tensor:
     """(1, 3, H, W) float RGB 0-255; optionally shrunk (bicubic, antialiased by PIL) so the long side is max_side."""
-    with Image.open(path) as im:
-        im = im.convert("RGB")
+    with Image.open(path) as src:
+        im = src.convert("RGB")
         if max_side and max(im.size) != max_side:
             s = max_side / max(im.size)
-            im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.BICUBIC)
+            im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.Resampling.BICUBIC)
         arr = np.asarray(im, dtype=np.float32)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None]
 
@@ -95,11 +105,11 @@ class ImageFolder:
     def image(self, i: int) -> Tensor:
         if i in self._cache:
             return self._cache[i]
-        with Image.open(self.paths[i]) as im:
-            im = im.convert("RGB")
+        with Image.open(self.paths[i]) as src:
+            im = src.convert("RGB")
             s = self.short_side / min(im.size)
             im = im.resize((max(self.short_side, round(im.width * s)), max(self.short_side, round(im.height * s))),
-                           Image.BICUBIC)
+                           Image.Resampling.BICUBIC)
             t = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)  # (3, H, W) uint8
         if len(self._cache) < self._max_cached:
             self._cache[i] = t

@@ -114,7 +114,7 @@ def train_sr(
     dev = _device(device)
 
     torch.manual_seed(cfg.seed)
-    model_args = {"scale": cfg.scale, "channels": cfg.channels, "blocks": cfg.blocks,
+    model_args: dict[str, Any] = {"scale": cfg.scale, "channels": cfg.channels, "blocks": cfg.blocks,
                   "bicubic_skip": cfg.bicubic_skip}
     model = build_johnson_sr(**model_args)
     if cfg.loss == "feat":

@@ -47,7 +47,7 @@ def test_cli_eval_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     yy, xx = np.mgrid[0:64, 0:64]
     smooth = np.stack([xx * 3, yy * 3, (xx + yy) * 2], -1).astype(np.uint8)
     Image.fromarray(smooth).save(tmp_path / "a_HR.png")
-    Image.fromarray(smooth).resize((16, 16), Image.BICUBIC).save(tmp_path / "a_LR.png")
+    Image.fromarray(smooth).resize((16, 16), Image.Resampling.BICUBIC).save(tmp_path / "a_LR.png")
     assert main(["eval", "sr", str(tmp_path), "--scale", "4", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["method"] == "bicubic" and out["psnr"] > 30 and set(out["images"]) == {"a"}

@@ -17,7 +17,7 @@ DATA = Path(__file__).parents[2].parent / "shared" / "data"
 def _img(path: Path, size: int) -> torch.Tensor:
     from PIL import Image
 
-    im = Image.open(path).convert("RGB").resize((size, size), Image.BICUBIC)
+    im = Image.open(path).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
     return torch.from_numpy(np.asarray(im, dtype=np.float32).copy()).permute(2, 0, 1)[None]
 
 

@@ -35,7 +35,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rng = np.random.default_rng(0)
     for i in range(4):
         if srcs:
-            im = Image.open(srcs[i % len(srcs)]).convert("RGB").resize((56, 48), Image.BICUBIC)
+            im = Image.open(srcs[i % len(srcs)]).convert("RGB").resize((56, 48), Image.Resampling.BICUBIC)
         else:
             yy, xx = np.mgrid[0:48, 0:56]
             arr = np.stack([xx * 4, yy * 5, (xx + yy) * 2], -1) + rng.integers(0, 40, (48, 56, 3))
@@ -49,7 +49,7 @@ def style_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("style") / "style.png"
     src = DATA / "style_images" / "public_domain" / "starry_night.jpg"
     if src.is_file():
-        Image.open(src).convert("RGB").resize((64, 48), Image.BICUBIC).save(path)
+        Image.open(src).convert("RGB").resize((64, 48), Image.Resampling.BICUBIC).save(path)
     else:
         arr = (np.indices((48, 64)).sum(0) % 16 < 8)[..., None] * np.array([30, 60, 200])
         Image.fromarray(arr.astype(np.uint8)).save(path)

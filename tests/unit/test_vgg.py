@@ -60,7 +60,7 @@ def _numpy_vgg(rgb: np.ndarray, convs: list[tuple[np.ndarray, np.ndarray]]) -> d
 def image() -> np.ndarray:
     from PIL import Image
 
-    im = Image.open(DATA / "sample_photos" / "chelsea.png").convert("RGB").resize((24, 20), Image.BICUBIC)
+    im = Image.open(DATA / "sample_photos" / "chelsea.png").convert("RGB").resize((24, 20), Image.Resampling.BICUBIC)
     return np.asarray(im, dtype=np.float64)
 
 

@@ -148,10 +148,10 @@ class LossNet(nn.Module):
             last = max(self.names.index(t) for t in taps)
             self.features = self.features[: last + 1]
             self.names = self.names[: last + 1]
-        mean = torch.tensor(weights.mean).view(1, 3, 1, 1)
-        std = torch.tensor(weights.std).view(1, 3, 1, 1)
-        self.register_buffer("mean", mean, persistent=False)
-        self.register_buffer("std", std, persistent=False)
+        self.mean: Tensor
+        self.std: Tensor
+        self.register_buffer("mean", torch.tensor(weights.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(weights.std).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.eval()
 
