@@ -10,6 +10,7 @@ import json
 import os
 import struct
 import sys
+import time
 import traceback
 
 
@@ -98,7 +99,19 @@ def scenario(app, case, address, out):
     ctrl.add_view(View())
     names_before = [n.name() for n in root.childNodes()]
     snap = None
-    if case.get("op", "apply") == "apply":
+    if case.get("op") == "cancel":
+        # A long job (Gatys refinement), cancelled once the backend reports it is working on it.
+        snap = docs.read_layer()
+        started = ctrl.apply(StyleOptions(case["style"], 1.0, False, 400))
+        end = time.monotonic() + 60
+        while ctrl.busy and time.monotonic() < end:
+            if any(m[0] == "show_progress" and m[1] == "refine" for m in messages):
+                break
+            time.sleep(0.02)
+            ctrl.poll()
+        facts_cancel = {"busy_at_cancel": ctrl.busy}
+        ctrl.cancel()
+    elif case.get("op", "apply") == "apply":
         try:
             snap = docs.read_layer()
         except Exception as exc:  # noqa: BLE001 - the unsupported-document message is what we check
@@ -111,7 +124,10 @@ def scenario(app, case, address, out):
         image = docs.read_image()
         write(out, f"{name}.input", image.data)
         started = ctrl.upscale(case["scale"])
+    cancel_t = time.monotonic()
     finished = ctrl.wait(120)
+    if case.get("op") == "cancel":
+        facts_cancel["seconds_to_stop"] = round(time.monotonic() - cancel_t, 2)
     doc.waitForDone()
     children = root.childNodes()
     facts = {
@@ -119,6 +135,8 @@ def scenario(app, case, address, out):
         "names_before": names_before, "names_after": [n.name() for n in children],
         "bounds": rect_of(bounds), "profile": layer.colorProfile(),
     }
+    if case.get("op") == "cancel":
+        facts.update(facts_cancel)
     write(out, f"{name}.before", before)
     write(out, f"{name}.after", layer.pixelData(*rect_of(bounds)))
     if snap is not None:

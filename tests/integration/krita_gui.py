@@ -135,12 +135,33 @@ class Checker(Extension):
     def redo(self):
         R["after_undo"] = top_names(self.doc)
         Krita.instance().action("edit_redo").trigger()
-        wait_for(lambda: len(top_names(self.doc)) > len(self.names), finish, 20, "redone")
+        wait_for(lambda: len(top_names(self.doc)) > len(self.names), self.dialog, 20, "redone")
+
+    def dialog(self):
+        R["after_redo"] = top_names(self.doc)
+        from PyQt5.QtWidgets import QApplication
+
+        def accept():
+            box = QApplication.activeModalWidget()
+            R["dialog"] = box.windowTitle() if box else None
+            if box:
+                box.accept()
+        # "Apply Impasto style…" opens a modal dialog; accept it once it is up, as the user's OK would.
+        later(1500, accept)
+        Krita.instance().action("impasto_apply_style").trigger()
+        n = len(R["after_redo"])
+        wait_for(lambda: not self.ctrl.busy and len(top_names(self.doc)) > n, self.again, 60, "dialog")
+
+    def again(self):
+        R["after_dialog"] = top_names(self.doc)
+        Krita.instance().action("impasto_apply_last").trigger()
+        n = len(R["after_dialog"])
+        wait_for(lambda: not self.ctrl.busy and len(top_names(self.doc)) > n, finish, 60, "again")
 
 
 def finish():
     doc = Krita.instance().activeDocument()
-    R["after_redo"] = top_names(doc) if doc else []
+    R["final"] = top_names(doc) if doc else []
     R["done"] = True
     save()
     for doc in Krita.instance().documents():

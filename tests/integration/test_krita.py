@@ -35,6 +35,7 @@ CASES = [
     {"name": "down", "depth": "U8", "style": STYLE, "address": "DOWN"},
     {"name": "cmyk", "depth": "U8", "model": "CMYKA", "style": STYLE},
     {"name": "upscale", "depth": "U8", "op": "upscale", "scale": 2},
+    {"name": "cancel", "depth": "U8", "style": STYLE, "op": "cancel", "size": [64, 48]},
 ]
 
 
@@ -190,6 +191,16 @@ def test_backend_not_running_shows_message_and_changes_nothing(krita_run: tuple[
     assert (out / "down.after").read_bytes() == (out / "down.before").read_bytes()
 
 
+def test_cancelled_job_leaves_the_document_unchanged(krita_run: tuple[dict, Path]) -> None:
+    facts, out = _case(krita_run, "cancel")
+    assert facts["started"] and facts["finished"] and facts["busy_at_cancel"], facts["messages"]
+    assert facts["names_after"] == facts["names_before"]
+    assert (out / "cancel.after").read_bytes() == (out / "cancel.before").read_bytes()
+    notes = [m[1] for m in facts["messages"] if m[0] == "show_message" and m[1]]
+    assert "Cancelled" in notes[-1]
+    assert facts["seconds_to_stop"] < 5
+
+
 def test_cmyk_document_gets_a_clear_message(krita_run: tuple[dict, Path]) -> None:
     facts, _ = _case(krita_run, "cmyk")
     assert not facts["started"] and facts["names_after"] == facts["names_before"]
@@ -228,4 +239,7 @@ def test_gui_start_button_apply_one_undo_and_backend_stops_with_krita(tmp_path: 
     assert r["after_apply"] == ["Background", "Udnie"]
     assert r["after_undo"] == ["Background"]  # one undo removes the result
     assert r["after_redo"] == ["Background", "Udnie"]
+    # The two actions: the dialog (accepted as is) and "again", each adding a layer like a filter would.
+    assert r["dialog"] == "Apply Impasto style"
+    assert sorted(r["final"]) == ["Background", "Udnie", "Udnie 2", "Udnie 3"], r["final"]
     assert r["krita_exit"] == 0 and r["backend_still_running"] is False
