@@ -6,9 +6,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from impasto.cli import main
+from PIL import Image
 
 
 @pytest.mark.slow
