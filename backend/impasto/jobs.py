@@ -69,10 +69,13 @@ class Job:
 class JobQueue:
     """FIFO of jobs run by one worker thread. `max_queue` bounds jobs waiting or running."""
 
-    def __init__(self, max_queue: int = 8, name: str = "device") -> None:
+    def __init__(self, max_queue: int = 8, name: str = "device",
+                 after_job: Callable[[bool], None] | None = None) -> None:
+        """`after_job(failed)` runs on the worker after each job, e.g. to hand cached GPU memory back."""
         if max_queue < 1:
             raise ValueError("max_queue must be at least 1")
         self.max_queue = max_queue
+        self._after_job = after_job
         self._cond = threading.Condition()
         self._waiting: list[Job] = []
         self._running: Job | None = None
@@ -123,10 +126,12 @@ class JobQueue:
     def _run(self) -> None:
         while (job := self._next()) is not None:
             started = time.monotonic()
+            failed = True
             try:
                 job.cancel.check()
                 result = job.work(job.progress, job.cancel)
                 job.events.put(Event("done", result=result))
+                failed = False
             except BaseException as exc:  # delivered to the handler, which maps it (bugs become INTERNAL)
                 job.events.put(Event("error", error=exc))
             finally:
@@ -134,7 +139,14 @@ class JobQueue:
                 with self._cond:
                     self._running = None
                     self._cond.notify_all()
-                del job  # drop the last reference to the job's tensors before waiting for the next
+            # Drop this thread's references to the job (its work closure holds the images) before the hook,
+            # so a cancelled job's memory can actually be released.
+            job = result = None
+            if self._after_job is not None:
+                try:
+                    self._after_job(failed)
+                except Exception:
+                    log.exception("after-job hook failed")
 
     def shutdown(self, grace: float) -> None:
         """Refuse new jobs, let queued and running ones finish for up to `grace` seconds, then cancel them

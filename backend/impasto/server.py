@@ -106,6 +106,15 @@ def device_memory(device: Any) -> tuple[int, int]:
         return 0, 0
 
 
+def _release_device_memory(device: Any, failed: bool) -> None:
+    # A cancelled or failed job can leave large blocks in torch's CUDA cache; hand them back so the next
+    # job (or another program) has the memory. Successful jobs keep the cache warm for the next one.
+    if failed and getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+
+
 def _progress(stage: str, fraction: float = 0.0, position: int = 0) -> pb.ImageResponse:
     return pb.ImageResponse(progress=pb.Progress(stage=stage, fraction=fraction, queue_position=position))
 
@@ -327,18 +336,20 @@ class ImpastoServer:
 
     def __init__(self, engine: Engine, config: ServerConfig) -> None:
         self.config = config
-        self.jobs = JobQueue(config.max_queue, name=str(getattr(engine, "device", "device")))
+        self.jobs = JobQueue(config.max_queue, name=str(getattr(engine, "device", "device")),
+                             after_job=functools.partial(_release_device_memory, engine.device))
         self.health = health.HealthServicer()
-        # Threads beyond the queue keep ListModels / GetServerInfo / health answering while the queue is full.
+        # Threads beyond the queue keep ListModels / GetServerInfo / health answering while the queue is full;
+        # past that many calls at once, gRPC itself answers RESOURCE_EXHAUSTED instead of letting them hang.
+        threads = config.max_queue + 16
         options = [
             ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
             ("grpc.max_receive_message_length", 16 << 20),
             ("grpc.max_send_message_length", 16 << 20),
         ]
         interceptors = [TokenInterceptor(config.token)] if config.token else []
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.max_queue + 8,
-                                                             thread_name_prefix="impasto-rpc"),
-                                  options=options, interceptors=interceptors)
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="impasto-rpc"),
+                                  options=options, interceptors=interceptors, maximum_concurrent_rpcs=threads)
         self.server.add_generic_rpc_handlers((_handlers(ImpastoServicer(engine, self.jobs)),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

@@ -101,3 +101,17 @@ def test_unexpected_errors_reach_the_handler() -> None:
     assert isinstance(events(q.submit(broken, CancelToken()))[-1].error, ZeroDivisionError)
     assert events(q.submit(lambda p, c: 1, CancelToken()))[-1].result == 1  # the worker survived
     q.shutdown(grace=1)
+
+
+def test_after_job_hook_hears_whether_the_job_failed() -> None:
+    seen: list[bool] = []
+    q = JobQueue(after_job=seen.append)
+    events(q.submit(lambda p, c: 1, CancelToken()))
+
+    def cancelled_mid_job(progress: Progress, cancel: CancelToken) -> None:
+        cancel.cancel()
+        cancel.check()
+
+    events(q.submit(cancelled_mid_job, CancelToken()))
+    q.shutdown(grace=1)
+    assert seen == [False, True]
