@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from impasto.cancel import CancelToken, Progress
-from impasto.errors import Cancelled, ResourceExhausted, Unavailable
+from impasto.errors import Cancelled, ImpastoError, ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,9 @@ class JobQueue:
                 job.events.put(Event("done", result=result))
                 failed = False
             except BaseException as exc:  # delivered to the handler, which maps it (bugs become INTERNAL)
+                if isinstance(exc, ImpastoError):
+                    # Nobody shows a domain error's traceback, and its frames hold the job's tensors.
+                    exc = exc.with_traceback(None)
                 job.events.put(Event("error", error=exc))
             finally:
                 log.info("%s finished in %.2f s", job.name, time.monotonic() - started)
