@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import io
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,15 +28,13 @@ class Tile:
 
 
 def psnr_y(a: np.ndarray, b: np.ndarray, border: int) -> float:
-    """PSNR on the BT.601 luma of two RGB uint8 images, `border` pixels cropped (the SR convention)."""
-    def y(x: np.ndarray) -> np.ndarray:
-        x = x.astype(np.float64)
-        return 16.0 + (65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255.0
+    """PSNR on BT.601 luma with `border` pixels cropped: the SR convention, as `impasto eval sr` computes it."""
+    from impasto.evaluate import psnr, rgb_to_y
 
+    ya, yb = rgb_to_y(a), rgb_to_y(b)
     if border:
-        a, b = a[border:-border, border:-border], b[border:-border, border:-border]
-    mse = float(np.mean((y(a) - y(b)) ** 2))
-    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+        ya, yb = ya[border:-border, border:-border], yb[border:-border, border:-border]
+    return psnr(ya, yb)
 
 
 def _save(arr: np.ndarray, path: Path) -> None:
