@@ -16,6 +16,7 @@ from impasto.errors import ImpastoError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "impasto.cli_engine",  # stylize, upscale
+    "impasto.cli_batch",  # batch stylize/upscale (folders; local pool or Ray)
     "impasto.cli_models",  # models list/info/import/remove/pull
     "impasto.cli_demo",  # demo (the main job: every bundled model through a local backend)
     "impasto.cli_plugin",  # plugin install/build (Krita, GIMP)

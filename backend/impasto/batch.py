@@ -1,0 +1,388 @@
+"""`impasto batch`: stylize or upscale a folder tree, resumably, on a local worker pool or on Ray.
+
+A batch is a list of `Task`s (input file -> output file at the same relative path). Every worker runs the
+same `process` step on the same transport-agnostic Engine operations the server uses, and writes its output
+atomically (temporary file, then rename), so an output that exists is a finished output. That makes a rerun
+cheap and exact: it skips every output that exists, and recomputes nothing else. The JSONL manifest records
+each input's outcome; it is written by the driver only, so workers never contend for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import queue
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from impasto.cancel import CancelToken
+from impasto.errors import Cancelled, ImpastoError, InvalidArgument
+from impasto.imageio import SUFFIXES, read_image, write_image
+
+if TYPE_CHECKING:  # the engine pulls in torch; the walk and the manifest do not need it
+    from impasto.pixels import PixelBuffer
+    from impasto.service import Engine, EngineConfig
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"png": ".png", "jpg": ".jpg", "tif": ".tif", "webp": ".webp"}
+MANIFEST_NAME = "impasto-manifest.jsonl"
+TMP_MARK = ".impasto-tmp-"  # in temporary output names; a crashed run's leftovers are removed by the next
+WORKER_MEMORY = 1 << 30  # rough working set of one CPU worker: model, one image, tiles (bytes)
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """What to do to every image: the operation, its options (Engine keyword arguments) and the engine config."""
+
+    op: str  # "stylize" | "upscale"
+    options: dict[str, Any]
+    config: EngineConfig
+    format: str | None = None  # output format (a FORMATS key); None keeps each input's format
+
+    def settings(self) -> dict[str, Any]:
+        """What decides an output's pixels: a rerun into the same folder must not mix two settings."""
+        return {"op": self.op, **self.options, "format": self.format}
+
+
+@dataclass(frozen=True)
+class Task:
+    src: str  # absolute paths: Ray workers on other nodes have other working directories
+    dst: str
+    rel: str  # input path relative to IN_DIR, POSIX style: the manifest's key
+
+
+@dataclass
+class Summary:
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0  # finished by an earlier run
+    seconds: float = 0.0
+    interrupted: bool = False
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+
+# ---- the walk ----
+
+
+def plan(in_dir: Path, out_dir: Path, fmt: str | None = None) -> list[Task]:
+    """Every image under `in_dir` (sorted, hidden files and `out_dir` itself left out) with its output path."""
+    in_dir, out_dir = in_dir.resolve(), out_dir.resolve()
+    if not in_dir.is_dir():
+        raise InvalidArgument(f"{in_dir}: not a folder", hint="batch takes an input folder and an output folder")
+    if out_dir == in_dir:
+        raise InvalidArgument("the output folder is the input folder", hint="write the outputs to another folder")
+    tasks = []
+    for root, dirs, files in os.walk(in_dir):
+        here = Path(root)
+        # Prune the output folder (when nested in the input) and hidden folders, so outputs never become inputs.
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and here / d != out_dir)
+        for name in sorted(files):
+            src = here / name
+            if name.startswith(".") or src.suffix.lower() not in SUFFIXES:
+                continue
+            rel = src.relative_to(in_dir)
+            dst = out_dir / (rel.with_suffix(FORMATS[fmt]) if fmt else rel)
+            tasks.append(Task(str(src), str(dst), rel.as_posix()))
+    return tasks
+
+
+def _collisions(tasks: list[Task]) -> tuple[list[Task], list[Record]]:
+    """With --format, a.png and a.jpg both map to a.jpg: keep the first, report the others."""
+    seen: dict[str, str] = {}
+    keep, clashes = [], []
+    for t in tasks:
+        if t.dst in seen:
+            clashes.append(_record(t, "error", error=f"its output {Path(t.dst).name} is also the output of "
+                                   f"{seen[t.dst]}; rename one of them or drop --format"))
+        else:
+            seen[t.dst] = t.rel
+            keep.append(t)
+    return keep, clashes
+
+
+# ---- the manifest ----
+
+
+def read_manifest(path: Path) -> list[Record]:
+    """Records of earlier runs. A line cut short by a crash is ignored (its output, if any, is still found)."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and "input" in rec:
+            records.append(rec)
+    return records
+
+
+def _record(task: Task, status: str, *, seconds: float | None = None, error: str | None = None,
+            worker: str | None = None, settings: dict[str, Any] | None = None) -> Record:
+    return {"input": task.rel, "output": task.dst, "status": status, "seconds": seconds,
+            "time": datetime.now(UTC).isoformat(timespec="seconds"), "error": error, "worker": worker,
+            "settings": settings}
+
+
+# ---- one image ----
+
+
+def apply(engine: Engine, job: BatchJob, image: PixelBuffer, cancel: CancelToken | None = None) -> PixelBuffer:
+    if job.op == "stylize":
+        return engine.stylize(image, cancel=cancel, **job.options)
+    if job.op == "upscale":
+        return engine.upscale(image, cancel=cancel, **job.options)
+    raise InvalidArgument(f"unknown batch operation {job.op!r}", hint="use stylize or upscale")
+
+
+def process(engine: Engine, job: BatchJob, task: Task, worker: str, cancel: CancelToken | None = None) -> Record:
+    """Read, run, write atomically, and say how it went. Only a cancel escapes: a bad file never stops a batch."""
+    start = time.perf_counter()
+    dst = Path(task.dst)
+    tmp = dst.with_name(f".{dst.stem}{TMP_MARK}{uuid.uuid4().hex[:8]}{dst.suffix}")  # suffix picks the format
+    try:
+        image, meta = read_image(task.src)
+        out = apply(engine, job, image, cancel)
+        write_image(tmp, out, meta)
+        os.replace(tmp, dst)  # atomic on one filesystem: readers see no output or a whole one
+        return _record(task, "done", seconds=round(time.perf_counter() - start, 4), worker=worker,
+                       settings=job.settings())
+    except Cancelled:
+        raise
+    except ImpastoError as exc:
+        return _record(task, "error", seconds=round(time.perf_counter() - start, 4), error=exc.message,
+                       worker=worker)
+    except Exception as exc:  # a decoder or engine bug on one file must not cost the rest of the batch
+        log.exception("batch: %s failed", task.rel)
+        return _record(task, "error", seconds=round(time.perf_counter() - start, 4), error=repr(exc),
+                       worker=worker)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def worker_name(device: str) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{device}"
+
+
+# ---- the local pool ----
+
+
+def local_slots(config: EngineConfig, workers: int | None) -> list[str]:
+    """One device name per worker: one model instance per GPU; on CPU, bounded by cores and memory."""
+    import torch
+
+    from impasto.service import available_memory
+
+    if config.device in ("auto", "cuda") and torch.cuda.is_available():
+        gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        return gpus[: workers or len(gpus)]
+    if config.device not in ("auto", "cpu"):
+        return [config.device]  # one named accelerator: one model instance
+    cap = max(1, min(os.cpu_count() or 1, available_memory() // WORKER_MEMORY))
+    if workers and workers > cap:
+        log.warning("batch: %d workers asked for, %d fit this machine's cores and memory", workers, cap)
+    return ["cpu"] * min(workers or 1, cap)
+
+
+def engine_for(config: EngineConfig, device: str, slots: int) -> Engine:
+    from impasto.service import Engine, available_memory
+
+    if device == "cpu" and config.memory_budget is None and slots > 1:
+        # Each process would otherwise take the single-process share of free memory.
+        config = replace(config, memory_budget=max(256 << 20, int(available_memory() * 0.35 / slots)))
+    return Engine(replace(config, device=device))
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(job: BatchJob, devices: mp.Queue, threads: int, slots: int) -> None:
+    import torch
+
+    # Ctrl-C goes to the whole process group: the driver decides, workers finish the image they are on.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    device = devices.get()
+    if device == "cpu":
+        torch.set_num_threads(threads)  # N workers share the cores instead of each using all of them
+    _WORKER.update(job=job, engine=engine_for(job.config, device, slots), name=worker_name(device))
+
+
+def _work(task: Task) -> Record:
+    return process(_WORKER["engine"], _WORKER["job"], task, _WORKER["name"])
+
+
+def run_local(job: BatchJob, tasks: list[Task], workers: int | None, cancel: CancelToken) -> Iterator[Record]:
+    """Records as images finish. A cancel stops new work; images already started are finished and reported."""
+    slots = local_slots(job.config, workers)
+    if len(slots) == 1:
+        engine = engine_for(job.config, slots[0], 1)
+        name = worker_name(slots[0])
+        for task in tasks:
+            if cancel.cancelled:
+                return
+            try:
+                yield process(engine, job, task, name, cancel)
+            except Cancelled:
+                return
+        return
+    ctx = mp.get_context("spawn")  # fork would copy torch's thread pools and locks mid-use
+    devices: mp.Queue = ctx.Queue()
+    for d in slots:
+        devices.put(d)
+    threads = max(1, (os.cpu_count() or 1) // len(slots))
+    pool = ProcessPoolExecutor(len(slots), mp_context=ctx, initializer=_init_worker,
+                               initargs=(job, devices, threads, len(slots)))
+    pending = iter(tasks)
+    running: set[Future[Record]] = set()
+    try:
+        while True:
+            # Keep each worker one image ahead, no more, so a cancel leaves little queued.
+            while not cancel.cancelled and len(running) < 2 * len(slots):
+                nxt = next(pending, None)
+                if nxt is None:
+                    break
+                running.add(pool.submit(_work, nxt))
+            if not running:
+                return
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                yield f.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _drain(devices)
+
+
+def _drain(q: mp.Queue) -> None:
+    try:
+        while True:
+            q.get_nowait()
+    except (queue.Empty, OSError, ValueError):
+        pass
+    q.close()
+
+
+# ---- the driver ----
+
+
+def run_batch(job: BatchJob, in_dir: Path, out_dir: Path, *, workers: int | None = None, ray: str | None = None,
+              manifest: Path | None = None, overwrite: bool = False, progress: bool = False,
+              cancel: CancelToken | None = None, on_record: Callable[[Record], None] | None = None) -> Summary:
+    """Process every image under `in_dir` into `out_dir`; with `ray`, on a Ray cluster ("auto": a local one)."""
+    cancel = cancel or CancelToken()
+    out_dir = out_dir.resolve()
+    manifest = (manifest or out_dir / MANIFEST_NAME).resolve()
+    tasks, clashes = _collisions(plan(in_dir, out_dir, job.format))
+    if not tasks and not clashes:
+        raise InvalidArgument(f"no images found in {in_dir}", hint=f"supported: {', '.join(sorted(SUFFIXES))}")
+    earlier = read_manifest(manifest)
+    finished = {r["input"] for r in earlier if r.get("status") == "done"}
+    if not overwrite:
+        _check_settings(earlier, job, manifest)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(out_dir)
+    summary = Summary()
+    todo, recovered = [], []
+    for t in tasks:
+        if overwrite or not Path(t.dst).exists():
+            todo.append(t)
+        else:
+            summary.skipped += 1
+            if t.rel not in finished:  # written by a run that died before it could say so
+                recovered.append(_record(t, "done", worker="found", settings=job.settings()))
+    start = time.perf_counter()
+    with manifest.open("a", encoding="utf-8") as log_file, _bar(progress, len(todo)) as bar:
+
+        def note(rec: Record) -> None:
+            log_file.write(json.dumps(rec) + "\n")
+            log_file.flush()  # a crash loses at most the line being written
+            if rec["status"] != "done":
+                summary.failed += 1
+                summary.errors.append((rec["input"], rec["error"]))
+            if on_record is not None:
+                on_record(rec)
+
+        for rec in [*recovered, *clashes]:
+            note(rec)
+        for rec in _execute(job, todo, workers, ray, cancel):
+            summary.done += rec["status"] == "done"
+            note(rec)
+            bar.update(1)
+            bar.set_postfix(failed=summary.failed, refresh=False)
+    summary.seconds = time.perf_counter() - start
+    summary.interrupted = summary.done + summary.failed - len(clashes) < len(todo)
+    return summary
+
+
+def _execute(job: BatchJob, todo: list[Task], workers: int | None, ray: str | None,
+             cancel: CancelToken) -> Iterable[Record]:
+    if not todo:
+        return []
+    if ray:
+        from impasto import batch_ray
+
+        return batch_ray.run_ray(job, todo, ray, workers, cancel)
+    return run_local(job, todo, workers, cancel)
+
+
+def _check_settings(earlier: list[Record], job: BatchJob, manifest: Path) -> None:
+    mine = job.settings()
+    for rec in earlier:
+        theirs = rec.get("settings")
+        if rec.get("status") == "done" and theirs and theirs != mine:
+            raise InvalidArgument(
+                f"{manifest.parent} holds outputs made with other settings ({_diff(theirs, mine)})",
+                hint="use another output folder, or --overwrite to redo every image with these settings")
+
+
+def _diff(theirs: dict[str, Any], mine: dict[str, Any]) -> str:
+    keys = sorted(set(theirs) | set(mine), key=str)
+    return ", ".join(f"{k} {theirs.get(k)!r} then, {mine.get(k)!r} now" for k in keys if theirs.get(k) != mine.get(k))
+
+
+def _remove_leftovers(out_dir: Path) -> None:
+    for p in out_dir.rglob(f"*{TMP_MARK}*"):
+        if p.is_file() and p.name.startswith("."):
+            p.unlink(missing_ok=True)
+
+
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix(self, **kw: Any) -> None:
+        pass
+
+
+def _bar(enabled: bool, total: int) -> Any:
+    if not enabled:
+        return _NoBar()
+    import sys
+
+    from tqdm import tqdm
+
+    # tqdm's rate and remaining time are the throughput and ETA over images, not over tiles.
+    return tqdm(total=total, unit="img", desc="batch", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
