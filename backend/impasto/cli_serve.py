@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):
         os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     # Imported here so `impasto --help` does not load torch and grpc.
-    from impasto.server import ImpastoServer, ServerConfig, is_loopback
+    from impasto.access import is_loopback
+    from impasto.server import ImpastoServer, ServerConfig
     from impasto.service import Engine, EngineConfig
 
     if not is_loopback(args.address) and not args.token:

@@ -7,13 +7,11 @@ bug, logged with its traceback and answered INTERNAL, so no input can take the s
 
 from __future__ import annotations
 
-import errno
 import functools
-import hmac
 import inspect
+import json
 import logging
 import os
-import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
@@ -29,6 +27,7 @@ from grpc_reflection.v1alpha import reflection
 from impasto import __version__, wire
 from impasto._proto import impasto_pb2 as pb
 from impasto._proto import impasto_pb2_grpc as pb_grpc
+from impasto.access import TokenInterceptor, bind_problem
 from impasto.cancel import CancelToken, Progress
 from impasto.errors import ImpastoError, InvalidArgument, Unavailable
 from impasto.jobs import JobQueue
@@ -45,7 +44,6 @@ Requests = Iterable[pb.ImageRequest | wire.RawChunk]
 
 CHUNK_SIZE = 1 << 20  # ~1 MiB messages: streaming beats one huge unary message (and its 4 MiB limit)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Impasto"].full_name
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> NoReturn:
@@ -82,8 +80,6 @@ def _rpc(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def model_to_pb(m: ModelInfo) -> pb.ModelInfo:
-    import json
-
     return pb.ModelInfo(
         name=m.name, kind=m.kind, arch=m.arch, scale=m.scale, display_name=m.display_name,
         description=m.description, license=m.license, attribution=m.attribution, source=m.source,
@@ -271,38 +267,6 @@ def _handlers(servicer: ImpastoServicer) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
-class TokenInterceptor(grpc.ServerInterceptor):
-    """Requires `authorization: Bearer TOKEN` on every call except health checks (load balancers and
-    supervisors probe those without credentials)."""
-
-    def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
-
-    def intercept_service(self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails) -> Any:
-        if details.method.startswith("/grpc.health.v1.Health/"):
-            return continuation(details)
-        sent = dict(details.invocation_metadata or ()).get("authorization", "")
-        sent_bytes = sent.encode() if isinstance(sent, str) else sent
-        if hmac.compare_digest(sent_bytes, self._expected):
-            return continuation(details)
-        handler = continuation(details)
-        if handler is None:
-            return None
-        message = "missing or wrong token" if sent else "this server needs a token"
-
-        def deny(request: Any, context: grpc.ServicerContext) -> Any:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{message}; pass the token `impasto serve` was given")
-
-        # The denial must have the same streaming shape as the handler it replaces.
-        if handler.request_streaming and handler.response_streaming:
-            return grpc.stream_stream_rpc_method_handler(deny)
-        if handler.request_streaming:
-            return grpc.stream_unary_rpc_method_handler(deny)
-        if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(deny)
-        return grpc.unary_unary_rpc_method_handler(deny)
-
-
 @dataclass
 class ServerConfig:
     address: str = "127.0.0.1:50051"
@@ -311,24 +275,6 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     grace: float = 5.0  # seconds running jobs get to finish on shutdown before they are cancelled
-
-
-def _bind_problem(address: str) -> str:
-    """Why grpc could not bind (it only says that it failed): try the same bind with a plain socket."""
-    host, _, port = address.rpartition(":")
-    try:
-        infos = socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM)
-        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
-            probe.bind(infos[0][4])
-    except (OSError, ValueError, IndexError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        return "the port is already in use" if getattr(exc, "errno", None) == errno.EADDRINUSE else reason
-    return "the address is not valid here"
-
-
-def is_loopback(address: str) -> bool:
-    host = address.rpartition(":")[0]
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
 class ImpastoServer:
@@ -374,7 +320,7 @@ class ImpastoServer:
         except OSError as exc:
             raise InvalidArgument(f"cannot read the TLS files: {exc}") from None
         if port == 0:
-            raise Unavailable(f"cannot listen on {cfg.address}: {_bind_problem(cfg.address)}",
+            raise Unavailable(f"cannot listen on {cfg.address}: {bind_problem(cfg.address)}",
                               hint="stop the other server, or pick another port with --address HOST:PORT")
         self.server.start()
         for service in ("", SERVICE_NAME):
