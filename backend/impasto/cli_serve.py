@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():  # a second Ctrl+C: the user does not want to wait for the grace period
+            print("impasto: stopped without waiting for running jobs", file=sys.stderr, flush=True)
+            os._exit(130)
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
