@@ -64,6 +64,11 @@ def test_image_over_the_limit_is_refused_before_its_pixels(stub: pb_grpc.Impasto
     assert "20,000" in err.details() or "20000" in err.details()
 
 
+def test_empty_image(stub: pb_grpc.ImpastoStub) -> None:
+    err = raw_stylize(stub, "RGB_U8", 0, 10, b"")
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "positive" in err.details()
+
+
 def test_request_without_header(stub: pb_grpc.ImpastoStub) -> None:
     with pytest.raises(grpc.RpcError) as info:
         list(stub.Upscale(iter([pb.ImageRequest(chunk=pb.Chunk(data=b"1234"))])))

@@ -97,3 +97,12 @@ def test_plugin_client_pure_python(server: ServeProcess) -> None:
     upscaled = direct_engine().upscale(buf, 2)
     assert got["upscale"] == [upscaled.tobytes().hex(), 48, 40]
     assert "stylize" in got["stages"]
+
+
+@pytest.mark.slow
+def test_gatys_sends_two_images_and_equals_engine(client: Client) -> None:
+    content, style = make_image(24, 32, "uint8", seed=6), make_image(20, 20, "uint8", channels=3, seed=7)
+    out = client.gatys(content, style, iterations=3, max_size=32)
+    direct = direct_engine().gatys(PixelBuffer.from_array(content), PixelBuffer.from_array(style), iterations=3,
+                                   max_size=32)
+    np.testing.assert_array_equal(out, direct.array)
