@@ -44,7 +44,7 @@ def test_cancel_mid_job_stops_within_an_iteration_and_the_next_job_runs(client: 
     job.join()
     assert isinstance(job.error, errors.Cancelled)
     # Stopping waits for the iteration in progress only (plus the cancel watcher's and this poll's 50 ms).
-    assert stopped < times.iteration() * 1.5 + 1.0, (stopped, times.iteration())
+    assert stopped < times.iteration() * 2 + 1.5, (stopped, times.iteration())
     small = make_image(16, 16, "uint8", seed=5)
     np.testing.assert_array_equal(client.stylize(small, "wave"),
                                   direct_engine().stylize(PixelBuffer.from_array(small), "wave").array)
