@@ -55,8 +55,14 @@ fi
 MIRROR=$(mirror)
 # A half-made chroot from an interrupted run: debootstrap resumes poorly, so start over.
 if [ -d "$ROOT" ] && [ ! -f "$ROOT/usr/bin/apt-get" ]; then
-    for m in dev proc; do mountpoint -q "$ROOT/$m" && umount "$ROOT/$m"; done
-    rm -rf "$ROOT"
+    for m in dev proc; do
+        if mountpoint -q "$ROOT/$m" && ! umount "$ROOT/$m"; then
+            log "cannot unmount $ROOT/$m; unmount it and remove $ROOT by hand"
+            exit 1
+        fi
+    done
+    # --one-file-system: never follow a bind mount of the host's /dev or /proc into the host.
+    rm -rf --one-file-system "$ROOT"
 fi
 if [ ! -f "$ROOT/usr/bin/apt-get" ]; then
     log "debootstrap trixie into $ROOT from $MIRROR"
