@@ -1,0 +1,227 @@
+"""Shared plumbing for the benchmark scripts: timing, peak memory, machine description, JSON and PNG output.
+
+Every figure a script reports is the median of several timed runs after untimed warm-up runs (the first
+call pays for allocator growth, oneDNN primitive creation and, on CUDA, kernel selection). Each report
+names the machine and records the load average, because on a shared machine wall time is partly the queue
+for a core."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT_DIR = ROOT / "docs" / "benchmarks"
+SHARED = ROOT.parent / "shared" / "data"
+
+# The scripts are run as files (python benchmarks/NAME.py) and imported by the smoke test; both need the
+# backend importable without an installed package.
+if str(ROOT / "backend") not in sys.path:
+    sys.path.insert(0, str(ROOT / "backend"))
+
+
+def parser(description: str | None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny sizes and few runs (smoke test, seconds)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--out-dir", type=Path, default=OUT_DIR, help="where NAME.json and NAME.png go")
+    p.add_argument("--runs", type=int, default=None, help="timed runs per figure (default: per script)")
+    return p
+
+
+# ---- machine ----
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+    except OSError:
+        pass
+    return []
+
+
+def load_average() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def device_name(device: str) -> str:
+    """The name printed beside every figure: the card for CUDA, the CPU model and core count otherwise."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"{cpu_name()} ({os.cpu_count()} CPUs, {' '.join(cpu_flags()) or 'no bf16 flags'})"
+
+
+def machine(device: str) -> dict[str, Any]:
+    import torch
+
+    return {
+        "device": device,
+        "device_name": device_name(device),
+        "cpu": cpu_name(),
+        "cpus": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_1min": load_average(),
+    }
+
+
+@contextmanager
+def quick_threads(quick: bool) -> Iterator[None]:
+    """One torch thread for --quick runs, restored after. The smoke test runs the scripts on tiny tensors,
+    where a second thread buys nothing; on a machine whose cores are oversubscribed, a parallel region
+    also waits for both threads to be scheduled, which made the tiny runs 2-3x slower in wall time."""
+    import torch
+
+    before = torch.get_num_threads()
+    if quick:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# ---- timing and memory ----
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakMemory:
+    """Peak memory above the level at entry, in bytes.
+
+    CUDA: the caching allocator's own high-water mark. CPU: resident set size sampled every few ms from a
+    background thread (torch ops release the GIL, so the sampler runs while they compute; tensors over
+    glibc's mmap threshold go back to the OS when freed, so the RSS tracks them). A sample can miss a
+    peak shorter than the interval, so the CPU figure is a lower bound, good to a few percent here."""
+
+    def __init__(self, device: str, interval: float = 0.004):
+        self.device, self.interval = device, interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+        elif Path("/proc/self/statm").exists():
+            self._base = _rss_bytes()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_bytes() - self._base)
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() - self._base
+        elif self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, _rss_bytes() - self._base)
+
+
+def measure(fn: Callable[[], Any], device: str, runs: int, warmup: int = 1) -> dict[str, Any]:
+    """Median wall time of `runs` calls after `warmup` untimed ones, and the peak memory of the timed calls.
+    Returns {"median_s", "all_s", "peak_mib", "result"} (the last call's return value)."""
+    result = None
+    for _ in range(warmup):
+        result = fn()
+        sync(device)
+    times: list[float] = []
+    peak = 0
+    for _ in range(runs):
+        result = None  # drop the previous output so it does not count towards this call's peak
+        with PeakMemory(device) as mem:
+            start = time.perf_counter()
+            result = fn()
+            sync(device)
+            times.append(time.perf_counter() - start)
+        peak = max(peak, mem.peak)
+    return {"median_s": statistics.median(times), "all_s": times, "peak_mib": peak / 2**20, "result": result}
+
+
+# ---- output ----
+
+
+def write_json(out_dir: Path, name: str, report: dict[str, Any]) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {_show(path)}")
+    return path
+
+
+def save_plot(out_dir: Path, name: str, draw: Callable[[Any], None]) -> Path | None:
+    """Draw with matplotlib (headless) into NAME.png. matplotlib is optional: without it the JSON still gets
+    written and the script says why the plot is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)")
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.png"
+    draw(plt)
+    plt.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close("all")
+    print(f"wrote {_show(path)}")
+    return path
+
+
+def _show(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def stamp() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z")

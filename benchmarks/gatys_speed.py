@@ -1,0 +1,126 @@
+"""Gatys optimisation speed: seconds per iteration, ours (impasto.gatys.run) against a plain reference loop.
+
+    .venv/bin/python benchmarks/gatys_speed.py [--quick] [--device cuda] [--runs N]
+
+Both optimise the same objective on the same offline VGG-19 (content relu3_3, style relu1_2/relu2_2/relu3_3,
+style weight 1e2), from the content image, with L-BFGS taking one function evaluation per iteration; one
+iteration is one forward + backward through the loss network plus the optimiser step and the clamp. The
+reference is `reference_gatys` in benchmarks/reference.py. Per-iteration times come from timestamps between
+iterations (ours: its progress callback); the first iterations are warm-up and excluded. The first losses
+of both are printed to show they compute the same thing.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from typing import Any
+
+import common
+import numpy as np
+import torch
+from reference import reference_gatys, reference_vgg
+
+CONTENT, STYLE = "content_images/chicago.jpg", "style_images/public_domain/starry_night.jpg"
+
+
+def square(path: str, size: int) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(common.SHARED / path) as im:
+        arr = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy())[None]
+
+
+def ours(content: torch.Tensor, style: torch.Tensor, iterations: int, device: str) -> tuple[list[float], list[float]]:
+    """Per-iteration wall times (from progress timestamps) and the loss history of impasto.gatys.run."""
+    from impasto import gatys
+
+    stamps: list[float] = []
+
+    def progress(stage: str, fraction: float) -> None:
+        common.sync(device)
+        stamps.append(time.perf_counter())
+
+    start = time.perf_counter()
+    result = gatys.run(content, style, iterations=iterations, device=device, progress=progress)
+    # The first interval includes the setup (style Grams, content features), as the reference's first does not:
+    # both drop their first iterations as warm-up anyway.
+    times = np.diff([start, *stamps]).tolist()
+    return times, result.history
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = common.parser(__doc__)
+    p.add_argument("--warmup", type=int, default=2, help="iterations excluded from the timing")
+    args = p.parse_args(argv)
+    with common.quick_threads(args.quick):
+        return _run(args)
+
+
+def _run(args: Any) -> int:
+    dev = args.device
+    sizes = (32, 48) if args.quick else (256, 512)
+    runs = args.runs or (2 if args.quick else 10)  # timed iterations per implementation and size
+    iterations = args.warmup + runs
+    load_before = common.load_average()
+    print(f"Gatys speed on {common.device_name(dev)}; load average {load_before:.1f}; "
+          f"{runs} timed iterations after {args.warmup} warm-up")
+    print(f"{'size':>6} {'implementation':>15} {'s/iteration':>12} {'peak MiB':>9} {'vs ref':>7} {'first loss':>12}")
+    vgg = reference_vgg(dev)
+    rows: list[dict[str, Any]] = []
+    for size in sizes:
+        content, style = square(CONTENT, size).to(dev), square(STYLE, size).to(dev)
+        with common.PeakMemory(dev) as mem:
+            _, ref_losses, ref_times = reference_gatys(content, style, iterations, vgg=vgg)
+        ref_row = _row(size, "reference", ref_times[args.warmup:], ref_losses[0], mem.peak)
+        with common.PeakMemory(dev) as mem:
+            our_times, history = ours(content, style, iterations, dev)
+        our_row = _row(size, "impasto.gatys", our_times[args.warmup:], history[0], mem.peak)
+        our_row["speedup_vs_reference"] = ref_row["s_per_iteration"] / our_row["s_per_iteration"]
+        ref_row["speedup_vs_reference"] = 1.0
+        our_row["first_loss_rel_diff"] = abs(history[0] - ref_losses[0]) / max(abs(ref_losses[0]), 1e-12)
+        for r in (ref_row, our_row):
+            rows.append(r)
+            print(f"{size:>6} {r['implementation']:>15} {r['s_per_iteration']:>11.4f}s {r['peak_mib']:>9.0f} "
+                  f"{r['speedup_vs_reference']:>6.2f}x {r['first_loss']:>12.6g}")
+    load_after = common.load_average()
+    print(f"load average before/after: {load_before:.1f} / {load_after:.1f} on {common.machine(dev)['cpus']} CPUs")
+    report = {
+        "what": "Gatys seconds per L-BFGS iteration (one forward + backward), ours vs a plain reference loop",
+        "machine": common.machine(dev),
+        "content": CONTENT, "style": STYLE,
+        "objective": "content MSE relu3_3 + 1e2 x Gram MSE relu1_2/relu2_2/relu3_3, offline VGG-19, L-BFGS lr 1",
+        "warmup_iterations": args.warmup, "timed_iterations": runs,
+        "rows": rows,
+        "load_average_before_after": [load_before, load_after],
+        "measured": common.stamp(),
+    }
+    common.write_json(args.out_dir, "gatys_speed", report)
+    common.save_plot(args.out_dir, "gatys_speed", lambda plt: _plot(plt, report))
+    return 0
+
+
+def _row(size: int, impl: str, times: list[float], first_loss: float, peak: int) -> dict[str, Any]:
+    return {"size": size, "implementation": impl, "s_per_iteration": statistics.median(times), "all_s": times,
+            "first_loss": first_loss, "peak_mib": peak / 2**20}
+
+
+def _plot(plt: Any, report: dict[str, Any]) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sizes = sorted({r["size"] for r in report["rows"]})
+    width = 0.38
+    for i, impl in enumerate(("reference", "impasto.gatys")):
+        vals = [next(r["s_per_iteration"] for r in report["rows"] if r["size"] == s and r["implementation"] == impl)
+                for s in sizes]
+        ax.bar([j + (i - 0.5) * width for j in range(len(sizes))], vals, width, label=impl)
+    ax.set_xticks(range(len(sizes)), [f"{s}x{s}" for s in sizes])
+    ax.set_ylabel("seconds per iteration (median)")
+    ax.legend()
+    fig.suptitle(f"Gatys, {report['machine']['device_name']}, load {report['load_average_before_after'][0]:.1f}",
+                 fontsize=9)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

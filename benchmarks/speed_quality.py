@@ -1,0 +1,188 @@
+"""Speed against quality: Gatys optimisation vs the feed-forward network, at equal loss.
+
+    .venv/bin/python benchmarks/speed_quality.py [--quick] [--device cuda] [--size 256] [--iterations 100]
+
+Johnson et al. (2016) compare their network with Gatys at a fixed iteration count; a review of the paper
+asks instead how long Gatys takes to reach the loss the network reaches, and what Gatys does when started
+from the network's output. For each content photo / bundled style pair this script:
+  1. stylizes the photo with the bundled network through Engine.stylize (the product path: RGBA u8 in and
+     out, the engine's default precision) and times it (median of several runs, warm-up excluded);
+  2. scores that output with the Gatys objective (impasto.gatys defaults: offline VGG-19, content relu3_3,
+     style relu1_2/relu2_2/relu3_3, style weight 1e2) against the style image embedded in the model;
+  3. runs Gatys (L-BFGS, one evaluation per iteration) from the content photo, from noise, and from the
+     feed-forward output, recording the loss after each iteration against wall time;
+  4. prints the iteration and time at which each Gatys run first reaches the feed-forward loss, and the
+     speed-up of the feed-forward network at equal loss (Gatys time to reach it / feed-forward time).
+The run from the feed-forward output starts the clock at the feed-forward time. Caveat: the bundled networks
+were trained on a different loss network and weights (Engstrom's VGG-19 setup), so this objective is not
+the one they minimised; the comparison is "at equal loss under our Gatys objective".
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import sys
+import time
+from typing import Any
+
+import common
+import numpy as np
+import torch
+
+PAIRS = (("content_images/chicago.jpg", "scream"), ("content_images/tubingen.jpg", "wave"),
+         ("content_images/hoovertowernight.jpg", "udnie"))
+INITS = ("content", "noise", "feedforward")
+
+
+def load_rgb(path: str, long_side: int) -> np.ndarray:
+    """(H, W, 3) uint8 with the long side `long_side` and both sides multiples of 4 (no padding in the net)."""
+    from PIL import Image
+
+    with Image.open(common.SHARED / path) as im:
+        im = im.convert("RGB")
+        k = long_side / max(im.size)
+        w, h = (max(4, round(s * k / 4) * 4) for s in im.size)
+        return np.asarray(im.resize((w, h), Image.Resampling.BICUBIC))
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(rgb.astype(np.float32).transpose(2, 0, 1).copy())[None]
+
+
+def style_image(name: str) -> torch.Tensor:
+    from impasto.models.store import ModelStore
+    from PIL import Image
+
+    jpeg = ModelStore().get(name, "style").style_image_jpeg
+    if not jpeg:
+        raise SystemExit(f"model {name} carries no style image")
+    with Image.open(io.BytesIO(jpeg)) as im:
+        return to_tensor(np.asarray(im.convert("RGB")))
+
+
+def gatys_curve(content: torch.Tensor, style: torch.Tensor, init: Any, iterations: int, dev: str,
+                offset: float) -> dict[str, Any]:
+    """Loss after k iterations (k = 0..n) and the wall time at which those pixels existed."""
+    from impasto import gatys
+
+    stamps: list[float] = []
+
+    def progress(stage: str, fraction: float) -> None:
+        stamps.append(time.perf_counter())
+
+    start = time.perf_counter()
+    result = gatys.run(content.to(dev), style.to(dev), init=init, iterations=iterations, device=dev,
+                       progress=progress)
+    # history[k] scores the pixels left after k iterations, which existed at the k-th progress call
+    times = [offset] + [offset + s - start for s in stamps]
+    return {"history": result.history[: len(times)], "times_s": times, "final_terms": result.terms}
+
+
+def first_reach(curve: dict[str, Any], target: float) -> tuple[int | None, float | None]:
+    for k, (loss, t) in enumerate(zip(curve["history"], curve["times_s"], strict=True)):
+        if loss <= target:
+            return k, t
+    return None, None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = common.parser(__doc__)
+    p.add_argument("--size", type=int, default=None, help="long side of the content image (default 256)")
+    p.add_argument("--iterations", type=int, default=None, help="Gatys iterations per run (default 100)")
+    p.add_argument("--pairs", type=int, default=None, help="how many content/style pairs (default 3)")
+    args = p.parse_args(argv)
+    with common.quick_threads(args.quick):
+        return _run(args)
+
+
+def _run(args: Any) -> int:
+    from impasto import gatys
+    from impasto.pixels import PixelBuffer
+    from impasto.service import Engine, EngineConfig
+
+    dev = args.device
+    size = args.size or (32 if args.quick else 256)
+    iterations = args.iterations or (3 if args.quick else 100)
+    pairs = PAIRS[: args.pairs or (1 if args.quick else len(PAIRS))]
+    runs = args.runs or (1 if args.quick else 5)
+    load_before = common.load_average()
+    engine = Engine(EngineConfig(device=dev))
+    precision = engine.run_config().autocast
+    print(f"speed vs quality on {common.device_name(dev)}; load average {load_before:.1f}; content long side "
+          f"{size}; {iterations} Gatys iterations; feed-forward: Engine.stylize, autocast {precision}")
+    results: list[dict[str, Any]] = []
+    for content_path, style_name in pairs:
+        rgb = load_rgb(content_path, size)
+        content, style = to_tensor(rgb), style_image(style_name)
+        buf = PixelBuffer.from_array(rgb)
+        ff = common.measure(lambda buf=buf, s=style_name: engine.stylize(buf, s), dev, runs)
+        ff_image = to_tensor(ff["result"].array[..., :3])
+        ff_terms = gatys.run(content.to(dev), style.to(dev), init=ff_image.to(dev), iterations=0, device=dev).terms
+        ff_loss = ff_terms["total"]
+        entry: dict[str, Any] = {
+            "content": content_path, "style": style_name, "size": list(rgb.shape[:2]),
+            "feedforward": {"time_s": ff["median_s"], "all_s": ff["all_s"], "loss": ff_loss, "terms": ff_terms},
+            "gatys": {}, "speedup_at_equal_loss": {},
+        }
+        print(f"\n{content_path.rsplit('/', 1)[-1]} x {style_name} ({rgb.shape[1]}x{rgb.shape[0]}): feed-forward "
+              f"{ff['median_s']:.3f} s, loss {ff_loss:.4g} (content {ff_terms.get('content', 0):.4g}, "
+              f"style {ff_terms.get('style', 0):.4g})")
+        print(f"  {'Gatys from':>12} {'loss at 0':>10} {'final loss':>11} {'reaches FF loss at':>22} "
+              f"{'FF speed-up':>12}")
+        for init in INITS:
+            init_arg = ff_image if init == "feedforward" else init
+            offset = ff["median_s"] if init == "feedforward" else 0.0
+            curve = gatys_curve(content, style, init_arg, iterations, dev, offset)
+            k, t = first_reach(curve, ff_loss) if init != "feedforward" else (None, None)
+            curve.update({"reach_iteration": k, "reach_time_s": t, "final_loss": curve["history"][-1],
+                          "s_per_iteration": statistics.median(np.diff(curve["times_s"][1:]).tolist() or [0.0])})
+            entry["gatys"][init] = curve
+            if init != "feedforward":
+                entry["speedup_at_equal_loss"][init] = None if t is None else t / ff["median_s"]
+            reach = ("(starts there)" if init == "feedforward" else
+                     f"it {k}, {t:.2f} s" if k is not None else f"not in {iterations} it")
+            speed = entry["speedup_at_equal_loss"].get(init)
+            print(f"  {init:>12} {curve['history'][0]:>10.4g} {curve['final_loss']:>11.4g} {reach:>22} "
+                  f"{'-' if speed is None else f'{speed:.1f}x':>12}")
+        results.append(entry)
+    load_after = common.load_average()
+    print(f"\nload average before/after: {load_before:.1f} / {load_after:.1f} on {common.machine(dev)['cpus']} CPUs")
+    report = {
+        "what": "Gatys loss vs wall time from content, noise and the feed-forward output; feed-forward loss marked",
+        "machine": common.machine(dev),
+        "objective": "impasto.gatys defaults: content MSE relu3_3 + 1e2 x Gram MSE relu1_2/relu2_2/relu3_3 "
+                     "(offline VGG-19), L-BFGS lr 1, one evaluation per iteration",
+        "feedforward": f"Engine.stylize (RGBA u8), autocast {precision}, median of {runs} after 1 warm-up",
+        "size_long_side": size, "iterations": iterations,
+        "pairs": results,
+        "load_average_before_after": [load_before, load_after],
+        "measured": common.stamp(),
+    }
+    common.write_json(args.out_dir, "speed_quality", report)
+    common.save_plot(args.out_dir, "speed_quality", lambda plt: _plot(plt, report))
+    return 0
+
+
+def _plot(plt: Any, report: dict[str, Any]) -> None:
+    pairs = report["pairs"]
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.6 * len(pairs), 3.8), squeeze=False)
+    for ax, pair in zip(axes[0], pairs, strict=True):
+        ff = pair["feedforward"]
+        for init, curve in pair["gatys"].items():
+            ax.plot(curve["times_s"], curve["history"], ".-", ms=2, lw=1, label=f"Gatys from {init}")
+        ax.axhline(ff["loss"], color="k", ls="--", lw=0.8)
+        ax.plot([ff["time_s"]], [ff["loss"]], "k*", ms=11, label="feed-forward")
+        ax.set_yscale("log")
+        ax.set_xscale("symlog", linthresh=max(ff["time_s"], 1e-3))
+        ax.set_xlabel("wall time (s)")
+        ax.set_title(f"{pair['content'].rsplit('/', 1)[-1]} x {pair['style']}", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("Gatys objective (total loss)")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"Speed vs quality, {report['machine']['device_name']}, "
+                 f"load {report['load_average_before_after'][0]:.1f}", fontsize=9)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""Feed-forward stylization speed: ours (impasto.tiling.run_network) against the plain reference network.
+
+    .venv/bin/python benchmarks/stylize_speed.py [--quick] [--device cuda] [--runs N] [--weights random|reduced]
+
+For each image size it times, in one process on one input photo:
+  reference        benchmarks/reference.py: the pytorch/examples network, eager fp32, whole image
+  fp32             ours, run_network, no autocast (whole image while it fits the engine's memory budget)
+  bf16             ours with bf16 autocast (the engine's default where the CPU has AVX512-BF16/AMX, and on CUDA);
+                   instance-norm statistics and the output conv stay fp32
+  bf16+compile     the same through torch.compile(dynamic=False), at one fixed shape; the compile (first
+                   call) is reported apart and excluded from the latency
+At the tiled size (4096 by default) ours runs in 512 px tiles with whole-image instance-norm statistics.
+Each row gives the median latency, the peak memory above the starting level, the speed-up over the reference
+and the largest and 99.9th-percentile absolute output difference as % of the reference output's range.
+
+Weights: by default a full-width network (widths 32/64/128, 5 residual blocks, as in the paper) with fixed
+random weights (seed 0); the same state dict goes into both implementations. The output differences are
+also checked on trained weights (pytorch/examples, reduced to width 16) at the goal size. Goal (issue 7):
+at least 4x the reference at 1024x1024 with the largest difference under 2% of the range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import Any
+
+import common
+import numpy as np
+import torch
+from reference import reference_net
+
+GOAL_SIZE, GOAL_SPEEDUP, GOAL_DIFF_PCT = 1024, 4.0, 2.0
+REDUCED = "weights/style_nets/pytorch_examples_reduced/saved_models_nc16/candy_nc16_b1_e2_1e05_1e10.model"
+CONTENT = "content_images/chicago.jpg"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    sizes: tuple[int, ...]  # whole-image sizes (ours runs untiled while the budget allows)
+    tiled: int  # the size run in tiles (0: none)
+    tile: int
+    compile_sizes: tuple[int, ...]
+    runs: dict[int, int]  # timed runs per size
+    reference_tiled: bool  # also run the reference at the tiled size (slow and memory-hungry)
+
+
+DEFAULT = Plan(sizes=(256, 512, 1024, 2048), tiled=4096, tile=512, compile_sizes=(GOAL_SIZE,),
+               runs={256: 7, 512: 5, 1024: 5, 2048: 3, 4096: 2}, reference_tiled=True)
+QUICK = Plan(sizes=(32, 64), tiled=96, tile=48, compile_sizes=(), runs={32: 1, 64: 1, 96: 1},
+             reference_tiled=True)
+
+
+def photo(size: int) -> torch.Tensor:
+    """A real photo at size x size (1, 3, H, W) RGB 0-255: instance norm sees natural-image statistics."""
+    from PIL import Image
+
+    with Image.open(common.SHARED / CONTENT) as im:
+        arr = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy())[None]
+
+
+def random_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A full-width state dict with fixed random weights: PyTorch's default initialisation, plus a random
+    instance-norm affine so the norms are not the identity map a fresh layer would be."""
+    from impasto.nets.johnson import build_johnson
+
+    torch.manual_seed(seed)
+    net = build_johnson(widths=(32, 64, 128), res_blocks=5)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if ".in" in f".{name}" and name.endswith("weight"):
+                p.uniform_(0.5, 1.5)
+            elif ".in" in f".{name}" and name.endswith("bias"):
+                p.uniform_(-0.5, 0.5)
+    return net.state_dict()
+
+
+def diff_pct(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
+    """Largest and 99.9th-percentile |out - ref| as % of the reference's range (max - min)."""
+    d = (out.float() - ref.float()).abs().flatten().numpy()
+    rng = float(ref.max() - ref.min()) or 1.0
+    k = min(int(len(d) * 0.999), len(d) - 1)
+    return 100 * float(d.max()) / rng, 100 * float(np.partition(d, k)[k]) / rng
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = common.parser(__doc__)
+    p.add_argument("--weights", choices=("random", "reduced"), default="random",
+                   help="full-width fixed random weights (default) or the reduced pytorch/examples candy net")
+    p.add_argument("--no-reference-tiled", action="store_true", help="skip the reference at the tiled size")
+    args = p.parse_args(argv)
+    with common.quick_threads(args.quick):
+        return _run(args)
+
+
+def _run(args: Any) -> int:
+    from impasto.nets.johnson import johnson_from_state
+    from impasto.service import Engine, EngineConfig
+    from impasto.tiling import RunConfig, run_network
+
+    plan = QUICK if args.quick else DEFAULT
+    if args.no_reference_tiled:
+        plan = dataclasses.replace(plan, reference_tiled=False)
+    dev = args.device
+    device = torch.device(dev)
+    load_before = common.load_average()
+    if args.weights == "random":
+        state, weights = random_state(), "full width 32/64/128, 5 residual blocks, fixed random weights (seed 0)"
+    else:
+        state = torch.load(common.SHARED / REDUCED, map_location="cpu", weights_only=True)
+        weights = f"pytorch/examples candy, reduced width 16 ({REDUCED})"
+    ref_net = reference_net(state).to(device)
+    ours = johnson_from_state(state).to(device)
+    if device.type == "cuda":  # as the engine does on CUDA
+        ours = ours.to(memory_format=torch.channels_last)
+    # The engine's own budget and tile choices on this device; only precision and tiling vary below.
+    engine_cfg = Engine(EngineConfig(device=dev, tile_size=plan.tile)).run_config()
+    half = torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
+    half_name = "bf16" if half == torch.bfloat16 else "fp16"
+    configs: dict[str, RunConfig] = {
+        "fp32": dataclasses.replace(engine_cfg, autocast=None),
+        half_name: dataclasses.replace(engine_cfg, autocast=half),
+    }
+
+    def run_ref(x: torch.Tensor) -> Any:
+        with torch.inference_mode():
+            return ref_net(x.to(device)).float().cpu()
+
+    rows: list[dict[str, Any]] = []
+    compiles: list[dict[str, Any]] = []
+
+    def record(size: int, name: str, tiled: bool, m: dict[str, Any], ref: dict[str, Any] | None) -> None:
+        row = {"size": size, "config": name, "tiled": tiled, "median_s": m["median_s"], "all_s": m["all_s"],
+               "peak_mib": m["peak_mib"], "speedup_vs_reference": None, "max_diff_pct": None, "p999_diff_pct": None}
+        if ref is not None:
+            row["speedup_vs_reference"] = ref["median_s"] / m["median_s"]
+            if name != "reference":
+                row["max_diff_pct"], row["p999_diff_pct"] = diff_pct(m["result"], ref["result"])
+        rows.append(row)
+        _print_row(row)
+
+    print(f"stylize speed on {common.device_name(dev)}; load average {load_before:.1f}; weights: {weights}")
+    print(f"{'size':>6} {'config':>14} {'median':>9} {'peak MiB':>9} {'vs ref':>7} {'max diff':>9} {'p99.9':>8}")
+    for size in [*plan.sizes, *([plan.tiled] if plan.tiled else [])]:
+        runs = args.runs or plan.runs[size]
+        tiled = size == plan.tiled
+        x = photo(size)
+        ref = None
+        if not tiled or plan.reference_tiled:
+            ref = common.measure(lambda x=x: run_ref(x), dev, runs)
+            record(size, "reference", False, ref, ref)
+        for name, cfg in configs.items():
+            cfg = dataclasses.replace(cfg, force_tiles=tiled)
+            m = common.measure(lambda x=x, cfg=cfg: run_network(ours, x, cfg), dev, runs)
+            record(size, name + (" tiled" if tiled else ""), tiled, m, ref)
+        if size in plan.compile_sizes:
+            compiled = torch.compile(ours, dynamic=False)
+            cfg = configs[half_name]
+            start = time.perf_counter()
+            run_network(ours, x, cfg, compiled=compiled)
+            common.sync(dev)
+            compiles.append({"size": size, "compile_s": time.perf_counter() - start})
+            m = common.measure(lambda x=x, cfg=cfg, c=compiled: run_network(ours, x, cfg, compiled=c), dev, runs)
+            record(size, f"{half_name}+compile", False, m, ref)
+            print(f"{'':>6} {'':>14} (compile, first call at {size}x{size}: {compiles[-1]['compile_s']:.1f} s, "
+                  "not in the latency)")
+        del x, ref
+
+    trained = _trained_check(plan, configs[half_name], dev)
+    goal = _goal(rows, half_name)
+    load_after = common.load_average()
+    print(goal["verdict"])
+    if trained:
+        print(f"trained weights ({trained['weights']}) at {trained['size']}x{trained['size']}, {half_name} vs "
+              f"reference: max diff {trained['max_diff_pct']:.2f}% of range, p99.9 {trained['p999_diff_pct']:.3f}%")
+    print(f"load average before/after: {load_before:.1f} / {load_after:.1f} on {common.machine(dev)['cpus']} CPUs")
+
+    report = {
+        "what": "feed-forward stylization latency and peak memory, ours (run_network) vs the plain reference",
+        "machine": common.machine(dev),
+        "weights": weights,
+        "input": f"{CONTENT} resized to size x size (RGB 0-255)",
+        "tile": plan.tile,
+        "memory_budget_bytes": engine_cfg.budget,
+        "peak_memory": "CUDA: allocator high-water mark; CPU: sampled RSS above the level at the call (lower bound)",
+        "diff": "|ours - reference| as % of the reference output's range (max - min), fp32 reference",
+        "rows": rows,
+        "compile": compiles,
+        "trained_weights_check": trained,
+        "goal": goal,
+        "load_average_before_after": [load_before, load_after],
+        "measured": common.stamp(),
+    }
+    common.write_json(args.out_dir, "stylize_speed", report)
+    common.save_plot(args.out_dir, "stylize_speed", lambda plt: _plot(plt, report))
+    return 0
+
+
+def _trained_check(plan: Plan, cfg: Any, dev: str) -> dict[str, Any] | None:
+    """Output difference on trained weights (a random net's activations need not look like a trained one's)."""
+    from impasto.nets.johnson import johnson_from_state
+    from impasto.tiling import run_network
+
+    path = common.SHARED / REDUCED
+    if not path.is_file():
+        return None
+    size = GOAL_SIZE if GOAL_SIZE in plan.sizes else plan.sizes[-1]
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    x = photo(size)
+    with torch.inference_mode():
+        ref = reference_net(state).to(dev)(x.to(dev)).float().cpu()
+    out = run_network(johnson_from_state(state).to(dev), x, cfg)
+    mx, p999 = diff_pct(out, ref)
+    return {"weights": "pytorch/examples candy, width 16", "size": size, "max_diff_pct": mx, "p999_diff_pct": p999}
+
+
+def _goal(rows: list[dict[str, Any]], half: str) -> dict[str, Any]:
+    at = [r for r in rows if r["size"] == GOAL_SIZE and r["config"] != "reference"]
+    if not at:
+        return {"size": GOAL_SIZE, "met": None, "verdict": f"goal: no {GOAL_SIZE}x{GOAL_SIZE} run in this mode"}
+    best = max(at, key=lambda r: r["speedup_vs_reference"])
+    met = best["speedup_vs_reference"] >= GOAL_SPEEDUP and best["max_diff_pct"] < GOAL_DIFF_PCT
+    verdict = (f"goal at {GOAL_SIZE}x{GOAL_SIZE} (>= {GOAL_SPEEDUP:.0f}x the reference, max diff < "
+               f"{GOAL_DIFF_PCT:.0f}% of range): {'MET' if met else 'NOT MET'} by {best['config']}: "
+               f"{best['speedup_vs_reference']:.2f}x, max diff {best['max_diff_pct']:.2f}%")
+    return {"size": GOAL_SIZE, "speedup": GOAL_SPEEDUP, "max_diff_pct": GOAL_DIFF_PCT, "best_config": best["config"],
+            "best_speedup": best["speedup_vs_reference"], "best_max_diff_pct": best["max_diff_pct"], "met": met,
+            "verdict": verdict}
+
+
+def _fmt(v: float | None, spec: str, suffix: str = "") -> str:
+    return "-" if v is None else f"{v:{spec}}{suffix}"
+
+
+def _print_row(r: dict[str, Any]) -> None:
+    print(f"{r['size']:>6} {r['config']:>14} {r['median_s']:>8.3f}s {r['peak_mib']:>9.0f} "
+          f"{_fmt(r['speedup_vs_reference'], '>6.2f', 'x'):>7} {_fmt(r['max_diff_pct'], '>8.3f', '%'):>9} "
+          f"{_fmt(r['p999_diff_pct'], '>7.3f', '%'):>8}")
+
+
+def _plot(plt: Any, report: dict[str, Any]) -> None:
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    configs = list(dict.fromkeys(r["config"].removesuffix(" tiled") for r in report["rows"]))
+    for name in configs:
+        rows = [r for r in report["rows"] if r["config"].removesuffix(" tiled") == name]
+        mp = [r["size"] ** 2 / 1e6 for r in rows]
+        style = "o--" if name == "reference" else "o-"
+        ax1.plot(mp, [r["median_s"] for r in rows], style, label=name)
+        ax2.plot(mp, [r["peak_mib"] for r in rows], style, label=name)
+    for ax, label in ((ax1, "median latency (s)"), (ax2, "peak memory above start (MiB)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("megapixels (largest size tiled for ours)")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    ax1.legend()
+    m = report["machine"]
+    fig.suptitle(f"Stylization, {m['device_name']}, load {report['load_average_before_after'][0]:.1f}\n"
+                 f"{report['weights']}", fontsize=9)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
