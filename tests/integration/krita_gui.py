@@ -154,6 +154,7 @@ class Checker(Extension):
 
     def again(self):
         R["after_dialog"] = top_names(self.doc)
+        self.docker.hide()  # without the docker, the action shows its own progress window
         Krita.instance().action("impasto_apply_last").trigger()
         n = len(R["after_dialog"])
         wait_for(lambda: not self.ctrl.busy and len(top_names(self.doc)) > n, finish, 60, "again")

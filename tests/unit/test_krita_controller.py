@@ -251,3 +251,41 @@ def test_changing_address_reconnects() -> None:
     ctrl.update_settings(address="127.0.0.1:6001")
     ctrl.wait(5)
     assert ctrl.connected is True and "127.0.0.1:6001" in view.last("show_status")[2]
+
+
+def test_disconnected_docker_looks_again_now_and_then() -> None:
+    now = [0.0]
+    client = FakeClient(up=False)
+    ctrl = controller_mod.Controller(FakeDocuments(), lambda g, n, d: d, lambda g, n, v: None,
+                                     client_factory=lambda a, t: client, clock=lambda: now[0])
+    ctrl.refresh()
+    ctrl.wait(5)
+    assert ctrl.connected is False
+    client.up = True  # started by hand, outside Krita
+    ctrl.poll()
+    assert ctrl._refresh_job is None  # not yet: retries are spaced out
+    now[0] += controller_mod.IDLE_RETRY_SECONDS + 0.1
+    ctrl.poll()
+    ctrl.wait(5)
+    assert ctrl.connected is True
+
+
+def test_backend_that_exits_reports_its_last_words(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    dying = [sys.executable, "-c", "print('port in use'); raise SystemExit(1)"]
+    server = load("server_process").ServerProcess(lambda cmd, **kw: subprocess.Popen(dying, **kw),
+                                                  log_path=str(tmp_path / "serve.log"))
+    store = {("impasto", "interpreter"): sys.executable}
+    ctrl = controller_mod.Controller(FakeDocuments(), lambda g, n, d: store.get((g, n), d),
+                                     lambda g, n, v: None, client_factory=lambda a, t: FakeClient(up=False),
+                                     server=server)
+    view = FakeView()
+    ctrl.add_view(view)
+    ctrl.start_backend()
+    server._process.wait(10)
+    ctrl.refresh()
+    ctrl.wait(5)
+    text, error = view.last("show_message")[1:]
+    assert error and "port in use" in text

@@ -19,6 +19,7 @@ from .settings import Read, Settings, StyleOptions, Write
 
 ClientFactory = Callable[[str, str], Any]  # (address, token) -> an impasto_client.ImpastoClient
 RETRY_SECONDS = 1.0
+IDLE_RETRY_SECONDS = 10.0  # while disconnected, look again now and then: the user may start it elsewhere
 START_WAIT_SECONDS = 120.0  # importing torch and loading models can take a while on a cold start
 
 
@@ -154,6 +155,8 @@ class Controller:
             self._each("show_models", self.styles, self.upscalers, self.operations)
         else:
             unreachable, text = describe_error(event.error or Exception("unknown"))
+            if not self._retry_until:
+                self._next_retry = self.clock() + IDLE_RETRY_SECONDS
             self.connected = False
             if not unreachable:
                 self.message(text, error=True)
@@ -206,16 +209,18 @@ class Controller:
         client = self.client_factory(self.settings.address, self.settings.token)
 
         def work(progress: Any, cancel: Any) -> Any:
-            return client.stylize(
+            result = client.stylize(
                 snap.data, snap.rect.width, snap.rect.height, snap.pixel_format, options.style,
                 strength=options.strength, preserve_colors=options.preserve_colors, refine=options.refine,
                 progress=progress, cancel=cancel,
             )
-
-        def done(result: Any) -> None:
             data = self._checked(result, snap.rect.width, snap.rect.height, snap.pixel_format)
             if snap.selection is not None:
+                # Per-pixel Python for soft selections: done here so the GUI thread never waits on it.
                 data = apply_selection(data, snap.selection, snap.pixel_format)
+            return data
+
+        def done(data: bytes) -> None:
             name = layer_name(display, self.documents.layer_names(snap))
             self.documents.add_layer(snap, data, name)
             self.message(f"Added layer “{name}”.")
@@ -248,10 +253,11 @@ class Controller:
         w, h = snap.rect.width, snap.rect.height
 
         def work(progress: Any, cancel: Any) -> Any:
-            return client.upscale(snap.data, w, h, snap.pixel_format, scale, progress=progress, cancel=cancel)
+            result = client.upscale(snap.data, w, h, snap.pixel_format, scale,
+                                    progress=progress, cancel=cancel)
+            return self._checked(result, w * scale, h * scale, snap.pixel_format)
 
-        def done(result: Any) -> None:
-            data = self._checked(result, w * scale, h * scale, snap.pixel_format)
+        def done(data: bytes) -> None:
             self.documents.open_image(snap, data, w * scale, h * scale)
             self.message(f"Opened the ×{scale} image ({w * scale}×{h * scale}) as a new document.")
 
@@ -281,13 +287,12 @@ class Controller:
             for event in self._refresh_job.poll():
                 if event.kind != "progress":
                     self._refresh_finished(event)
-        elif self._retry_until and not self.connected and self.clock() >= self._next_retry:
-            if self.clock() > self._retry_until:
+        elif self.connected is False and self.clock() >= self._next_retry:
+            if self._retry_until and self.clock() > self._retry_until:
                 self._retry_until = 0.0
                 self.message("The backend did not answer in time; check its settings.", error=True)
-            else:
-                self._next_retry = self.clock() + RETRY_SECONDS
-                self.refresh()
+            self._next_retry = self.clock() + (RETRY_SECONDS if self._retry_until else IDLE_RETRY_SECONDS)
+            self.refresh()
         if self.job is None:
             return
         for event in self.job.poll():

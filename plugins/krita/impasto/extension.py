@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PyQt5.QtCore import QTimer
-from PyQt5.QtWidgets import QDialog, QDialogButtonBox, QProgressDialog, QVBoxLayout, QWidget
+from PyQt5.QtWidgets import QDialog, QDialogButtonBox, QMessageBox, QProgressDialog, QVBoxLayout, QWidget
 
 from . import kritadoc
 from .controller import Controller
@@ -69,8 +69,12 @@ class ProgressPopup:
         if busy:
             self.dialog.setLabelText(text)
             return
-        self.ctrl.remove_view(self)
         self.dialog.reset()
+        # Detach on the next tick, not now: the job's final message (an error, say) comes right after.
+        QTimer.singleShot(0, self._detach)
+
+    def _detach(self) -> None:
+        self.ctrl.remove_view(self)
         self.dialog.deleteLater()
 
     def show_progress(self, stage: str, fraction: float, queue_position: int) -> None:
@@ -79,8 +83,6 @@ class ProgressPopup:
 
     def show_message(self, text: str, error: bool = False) -> None:
         if error and text:
-            from PyQt5.QtWidgets import QMessageBox
-
             QMessageBox.warning(self.dialog.parentWidget(), "Impasto", text)
 
 

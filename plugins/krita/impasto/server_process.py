@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 
 Popen = Callable[..., subprocess.Popen]
@@ -23,8 +24,9 @@ def serve_command(interpreter: str, address: str, token: str = "") -> list[str]:
 class ServerProcess:
     """One backend process we started; we stop it on `stop()` (called when Krita quits)."""
 
-    def __init__(self, popen: Popen = subprocess.Popen) -> None:
+    def __init__(self, popen: Popen = subprocess.Popen, log_path: str = "") -> None:
         self._popen = popen
+        self.log_path = log_path or os.path.join(tempfile.gettempdir(), "impasto-serve.log")
         self._process: subprocess.Popen | None = None
         self.command: Sequence[str] = ()
 
@@ -51,16 +53,26 @@ class ServerProcess:
         # Krita sets these for its own embedded Python; they would break a different interpreter.
         for name in ("PYTHONHOME", "PYTHONPATH", "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"):
             env.pop(name, None)
-        self._process = self._popen(
-            list(self.command), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, env=env, creationflags=flags,
-        )
+        # Output goes to a log file, not a pipe: nobody reads a pipe while the backend runs, and a full
+        # one would block it.
+        log = open(self.log_path, "wb")  # noqa: SIM115 - the child keeps writing to it after we return
+        try:
+            self._process = self._popen(
+                list(self.command), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=env, creationflags=flags,
+            )
+        finally:
+            log.close()
 
     def error_output(self) -> str:
-        """What a process that already exited wrote to stderr (its last lines), for the docker."""
-        if self._process is None or self._process.poll() is None or self._process.stderr is None:
+        """The last lines a process that already exited wrote, for the docker."""
+        if self._process is None or self._process.poll() is None:
             return ""
-        text = self._process.stderr.read() or b""
+        try:
+            with open(self.log_path, "rb") as f:
+                text = f.read()[-4000:]
+        except OSError:
+            return ""
         lines = text.decode("utf-8", "replace").strip().splitlines()
         return "\n".join(lines[-3:])
 
