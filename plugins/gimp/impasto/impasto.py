@@ -68,7 +68,7 @@ def _children(item):
     return item.get_children() if item.is_group() else []
 
 
-def _formats(image, drawable, with_alpha):
+def _formats(image, with_alpha):
     return logic.formats_for_precision(image.get_precision().value_nick, with_alpha)
 
 
@@ -103,7 +103,7 @@ def upscale(image, drawables, factor, model, new_image):
                                    logic.UPSCALE_MARGIN)
         if region is None:
             continue  # the selection misses this layer: GIMP's own scaling is all it gets
-        job = logic.ImageJob(region, _formats(image, layer, layer.has_alpha()))
+        job = logic.ImageJob(region, _formats(image, layer.has_alpha()))
         request = logic.upscale_request(job, _read(layer, region, job.formats.babl), factor, model)
         progress = logic.progress_mapper(Gimp.progress_update, index, len(layers), ("upscale",))
         result = _backend_call(client.upscale, **request, progress=progress)
@@ -149,7 +149,7 @@ def stylize(image, drawables, style, strength, preserve_colors, refine):
     client = _client()
     Gimp.progress_init(f"Impasto style: {style}")
     # Always with alpha, so the new layer keeps the source's transparency whatever the source has.
-    job = logic.ImageJob(region, _formats(image, source, True))
+    job = logic.ImageJob(region, _formats(image, True))
     request = logic.stylize_request(job, _read(source, region, job.formats.babl), style, strength,
                                     preserve_colors, refine)
     stages = ("stylize", "refine") if refine else ("stylize",)
