@@ -99,7 +99,7 @@ def plan(in_dir: Path, out_dir: Path, fmt: str | None = None) -> list[Task]:
             rel = src.relative_to(in_dir)
             dst = out_dir / (rel.with_suffix(FORMATS[fmt]) if fmt else rel)
             tasks.append(Task(str(src), str(dst), rel.as_posix()))
-    return tasks
+    return sorted(tasks, key=lambda t: t.rel)  # one order whatever the filesystem's: collisions resolve alike
 
 
 def _collisions(tasks: list[Task]) -> tuple[list[Task], list[Record]]:
@@ -308,6 +308,8 @@ def run_batch(job: BatchJob, in_dir: Path, out_dir: Path, *, workers: int | None
                 recovered.append(_record(t, "done", worker="found", settings=job.settings()))
     start = time.perf_counter()
     with manifest.open("a", encoding="utf-8") as log_file, _bar(progress, len(todo)) as bar:
+        if log_file.tell() and not manifest.read_bytes().endswith(b"\n"):
+            log_file.write("\n")  # a line cut by a crash must not swallow the first record of this run
 
         def note(rec: Record) -> None:
             log_file.write(json.dumps(rec) + "\n")

@@ -1,0 +1,208 @@
+"""`impasto batch` in local mode: the walk, the manifest, error isolation, resuming, the worker pool, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from impasto.batch import MANIFEST_NAME, TMP_MARK, BatchJob, plan, read_manifest, run_batch
+from impasto.cancel import CancelToken
+from impasto.cli import main
+from impasto.imageio import read_image, write_image
+from impasto.pixels import PixelBuffer
+from impasto.service import EngineConfig
+from PIL import Image
+
+CONFIG = EngineConfig(device="cpu", bf16=False, max_pixels=5_000)
+STYLE = BatchJob("stylize", {"style": "wave"}, CONFIG)
+GOOD = ["a.png", "b.jpg", "c.png", "deep/er/e.png", "sub/d.tif"]
+
+
+def make_tree(root: Path) -> Path:
+    """Tiny images in nested folders, a 16-bit TIFF, a corrupt file, one too big for max_pixels, and noise."""
+    rng = np.random.default_rng(0)
+    src = root / "in"
+    for rel, size in [("a.png", (24, 20)), ("b.jpg", (32, 24)), ("c.png", (20, 20)), ("deep/er/e.png", (28, 24))]:
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((rng.random((size[1], size[0], 3)) * 255).astype(np.uint8)).save(src / rel)
+    arr = (rng.random((16, 20, 3)) * 65535).astype(np.uint16)
+    write_image(src / "sub" / "d.tif", PixelBuffer.from_array(arr))
+    (src / "broken.png").write_bytes(b"\x89PNG not really")
+    Image.new("RGB", (80, 80)).save(src / "huge.png")  # over max_pixels: an engine error, not a read error
+    (src / "notes.txt").write_text("not an image")
+    (src / ".hidden.png").write_bytes(b"ignored")
+    return src
+
+
+def stats(out: Path) -> dict[str, tuple[int, int]]:
+    return {p.relative_to(out).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in out.rglob("*") if p.is_file() and p.name != MANIFEST_NAME}
+
+
+def done_counts(manifest: Path) -> Counter[str]:
+    return Counter(r["input"] for r in read_manifest(manifest) if r["status"] == "done")
+
+
+def test_plan_walks_nested_folders_and_leaves_out_noise(tmp_path: Path) -> None:
+    src = make_tree(tmp_path)
+    (src / "out" / "x.png").parent.mkdir()
+    Image.new("RGB", (8, 8)).save(src / "out" / "x.png")  # an output folder inside the input is not walked
+    tasks = plan(src, src / "out", "webp")
+    assert [t.rel for t in tasks] == ["a.png", "b.jpg", "broken.png", "c.png", "deep/er/e.png", "huge.png",
+                                      "sub/d.tif"]
+    assert tasks[4].dst == str((src / "out" / "deep/er/e.webp").resolve())
+    assert plan(src, tmp_path / "o")[1].dst.endswith("b.jpg")  # no --format: each input's own
+
+
+def test_folder_with_corrupt_file_and_nested_folders(tmp_path: Path, impasto_home: Path) -> None:
+    src, out = make_tree(tmp_path), tmp_path / "out"
+    summary = run_batch(STYLE, src, out)
+    assert (summary.done, summary.failed, summary.skipped, summary.interrupted) == (5, 2, 0, False)
+    assert sorted(stats(out)) == GOOD  # no temporary files left behind
+    assert Image.open(out / "deep/er/e.png").size == (28, 24)
+    d, _ = read_image(out / "sub/d.tif")
+    assert d.format.depth == "U16" and d.array.shape == (16, 20, 3)
+    records = {r["input"]: r for r in read_manifest(out / MANIFEST_NAME)}
+    assert "cannot read this image" in records["broken.png"]["error"]
+    assert "over the limit" in records["huge.png"]["error"]
+    assert records["a.png"]["status"] == "done" and records["a.png"]["seconds"] > 0
+    assert records["a.png"]["settings"]["style"] == "wave" and records["a.png"]["time"]
+
+
+def test_interrupted_then_resumed_loses_nothing_and_repeats_nothing(tmp_path: Path, impasto_home: Path) -> None:
+    src, out = make_tree(tmp_path), tmp_path / "out"
+    cancel = CancelToken()
+
+    def stop_after_two(rec: dict) -> None:
+        if sum(done_counts(out / MANIFEST_NAME).values()) >= 2:
+            cancel.cancel()
+
+    first = run_batch(STYLE, src, out, cancel=cancel, on_record=stop_after_two)
+    assert first.interrupted and first.done == 2
+    before = stats(out)
+    assert len(before) == 2
+    second = run_batch(STYLE, src, out)
+    assert (second.done, second.skipped, second.interrupted) == (3, 2, False)
+    after = stats(out)
+    assert sorted(after) == GOOD
+    assert all(after[k] == v for k, v in before.items())  # finished outputs were not rewritten
+    assert done_counts(out / MANIFEST_NAME) == Counter(GOOD)  # each computed exactly once
+    third = run_batch(STYLE, src, out)  # nothing left but the two bad files, tried again and reported again
+    assert (third.done, third.skipped, third.failed) == (0, 5, 2) and stats(out) == after
+
+
+def test_outputs_of_a_killed_run_are_found_not_recomputed(tmp_path: Path, impasto_home: Path) -> None:
+    src, out = make_tree(tmp_path), tmp_path / "out"
+    run_batch(STYLE, src, out)
+    before = stats(out)
+    manifest = out / MANIFEST_NAME
+    # A run killed hard: its manifest lost the last records (one cut mid-line), and a temp file was left.
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(lines[:3]) + "\n" + lines[3][:25])
+    leftover = out / "sub" / f".d{TMP_MARK}dead.tif"
+    leftover.write_bytes(b"half")
+    again = run_batch(STYLE, src, out)
+    assert (again.done, again.skipped) == (0, 5) and not leftover.exists()
+    assert stats(out) == before
+    assert done_counts(manifest) == Counter(GOOD)
+    assert {r["worker"] for r in read_manifest(manifest)[3:] if r["status"] == "done"} == {"found"}
+
+
+def test_other_settings_are_refused_unless_overwrite(tmp_path: Path, impasto_home: Path) -> None:
+    src, out = make_tree(tmp_path), tmp_path / "out"
+    job = BatchJob("upscale", {"scale": 2, "model": "bicubic"}, CONFIG, "png")
+    run_batch(job, src, out)
+    assert Image.open(out / "b.png").size == (64, 48)
+    other = BatchJob("upscale", {"scale": 2, "model": "srgan-x2"}, CONFIG, "png")
+    with pytest.raises(Exception, match="other settings .model 'bicubic' then, 'srgan-x2' now"):
+        run_batch(other, src, out)
+    before = stats(out)
+    bicubic = read_image(out / "b.png")[0].array
+    summary = run_batch(other, src, out, overwrite=True)
+    assert summary.done == 5 and summary.skipped == 0
+    assert not np.array_equal(read_image(out / "b.png")[0].array, bicubic)
+    assert all(stats(out)[k] != v for k, v in before.items())
+
+
+def test_format_collisions_are_reported_not_overwritten(tmp_path: Path, impasto_home: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("RGB", (16, 16), "red").save(src / "x.png")
+    Image.new("RGB", (16, 16), "blue").save(src / "x.tif")
+    job = BatchJob("upscale", {"scale": 2, "model": "bicubic"}, CONFIG, "jpg")
+    summary = run_batch(job, src, tmp_path / "out")
+    assert (summary.done, summary.failed) == (1, 1)
+    assert "also the output of x.png" in summary.errors[0][1]
+    assert read_image(tmp_path / "out" / "x.jpg")[0].array[0, 0, 0] > 200  # red: x.png's
+
+
+@pytest.mark.slow
+def test_two_local_workers_then_resume(tmp_path: Path, impasto_home: Path) -> None:
+    src, out = make_tree(tmp_path), tmp_path / "out"
+    cancel = CancelToken()
+
+    def stop(rec: dict) -> None:
+        cancel.cancel()  # after the first record: work in flight is finished and recorded, nothing new starts
+
+    first = run_batch(STYLE, src, out, workers=2, cancel=cancel, on_record=stop)
+    assert first.interrupted
+    workers = {r["worker"] for r in read_manifest(out / MANIFEST_NAME)}
+    before = stats(out)
+    assert 1 <= len(before) < 5
+    second = run_batch(STYLE, src, out, workers=2)
+    assert second.skipped == len(before) and second.done == 5 - len(before) and second.failed == 2
+    after = stats(out)
+    assert sorted(after) == GOOD and all(after[k] == v for k, v in before.items())
+    assert done_counts(out / MANIFEST_NAME) == Counter(GOOD)
+    workers |= {r["worker"] for r in read_manifest(out / MANIFEST_NAME)}
+    assert len({w.split(":")[1] for w in workers if w != "found"}) >= 2  # separate processes did the work
+    # Two worker processes write the same pixels as one in-process worker (one thread each vs two: tiny drift).
+    solo = tmp_path / "solo"
+    run_batch(STYLE, src, solo)
+    for rel in ("a.png", "deep/er/e.png"):
+        a, b = read_image(out / rel)[0].array.astype(int), read_image(solo / rel)[0].array.astype(int)
+        assert np.abs(a - b).max() <= 1
+
+
+def test_cli_batch(tmp_path: Path, impasto_home: Path, capsys: pytest.CaptureFixture) -> None:
+    src, out = make_tree(tmp_path), tmp_path / "out"
+    manifest = tmp_path / "m.jsonl"
+    rc = main(["batch", "upscale", str(src), str(out), "--scale", "2", "--model", "bicubic", "--format", "png",
+               "--manifest", str(manifest), "--device", "cpu", "--max-pixels", "5000"])
+    captured = capsys.readouterr()
+    assert rc == 1  # two bad files: reported, the rest done
+    assert "5 done, 0 already finished, 2 failed" in captured.out
+    assert "skipped broken.png" in captured.err
+    assert Image.open(out / "sub" / "d.png").size == (40, 32) and not (out / MANIFEST_NAME).exists()
+    assert len(read_manifest(manifest)) == 7
+    assert main(["batch", "stylize", str(src), str(out), "--style", "monet"]) == 1
+    assert "unknown style 'monet'" in capsys.readouterr().err
+    assert main(["batch", "upscale", str(src), str(out), "--scale", "4", "--model", "srgan-x2"]) == 1
+    assert "upscales x2, not x4" in capsys.readouterr().err
+
+
+def test_cli_batch_without_ray_says_what_to_install(tmp_path: Path, impasto_home: Path,
+                                                    capsys: pytest.CaptureFixture,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    src = make_tree(tmp_path)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    assert main(["batch", "stylize", str(src), str(tmp_path / "out"), "--style", "wave", "--ray", "auto"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "impasto: error: --ray needs Ray, which is not installed"
+    assert "install impasto[ray]" in err[1]
+
+
+def test_manifest_is_jsonl_with_one_record_per_line(tmp_path: Path, impasto_home: Path) -> None:
+    src, out = make_tree(tmp_path), tmp_path / "out"
+    run_batch(BatchJob("upscale", {"scale": 2, "model": "bicubic"}, CONFIG), src, out)
+    lines = (out / MANIFEST_NAME).read_text().splitlines()
+    assert len(lines) == 7
+    for line in lines:
+        rec = json.loads(line)
+        assert set(rec) >= {"input", "output", "status", "seconds", "time", "error", "worker"}
+        assert os.path.isabs(rec["output"])
