@@ -1,0 +1,87 @@
+"""The benchmark scripts still run (each main() with --quick on tiny sizes) and write the JSON the docs are
+built from. Benchmarks are not run in CI otherwise, so without this they would rot silently."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _script(name: str) -> ModuleType:
+    # The scripts import their siblings (common, reference) as top-level modules, as when run as files.
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    module = importlib.import_module(name)
+    assert Path(module.__file__ or "").parent == BENCH, f"{name} resolved to {module.__file__}, not benchmarks/"
+    return module
+
+
+def _run(name: str, out: Path, *extra: str) -> dict:
+    assert _script(name).main(["--quick", "--out-dir", str(out), *extra]) == 0
+    report = json.loads((out / f"{name}.json").read_text())
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return report  # the scripts skip the plot without matplotlib
+    assert (out / f"{name}.png").stat().st_size > 1000
+    return report
+
+
+def _has(d: dict, *keys: str) -> None:
+    missing = [k for k in keys if k not in d]
+    assert not missing, f"missing keys {missing} in {sorted(d)}"
+
+
+@pytest.mark.usefixtures("shared")
+def test_stylize_speed(tmp_path: Path) -> None:
+    r = _run("stylize_speed", tmp_path)
+    _has(r, "machine", "weights", "rows", "compile", "goal", "trained_weights_check", "load_average_before_after")
+    _has(r["machine"], "device_name", "cpu", "load_average_1min")
+    configs = {row["config"] for row in r["rows"]}
+    assert {"reference", "fp32", "bf16", "fp32 tiled", "bf16 tiled"} <= configs
+    for row in r["rows"]:
+        _has(row, "size", "config", "median_s", "peak_mib", "speedup_vs_reference", "max_diff_pct", "p999_diff_pct")
+        if row["config"].startswith("fp32"):  # ours in fp32, whole or tiled, is the reference computation
+            assert row["max_diff_pct"] < 0.01, row
+
+
+@pytest.mark.usefixtures("shared")
+def test_gatys_speed(tmp_path: Path) -> None:
+    r = _run("gatys_speed", tmp_path)
+    _has(r, "machine", "rows", "load_average_before_after")
+    impls = {row["implementation"] for row in r["rows"]}
+    assert impls == {"reference", "impasto.gatys"}
+    for row in r["rows"]:
+        _has(row, "size", "implementation", "s_per_iteration", "first_loss", "speedup_vs_reference")
+        if row["implementation"] == "impasto.gatys":  # both loops optimise the same objective
+            assert row["first_loss_rel_diff"] < 1e-4, row
+
+
+@pytest.mark.usefixtures("shared")
+def test_speed_quality(tmp_path: Path) -> None:
+    r = _run("speed_quality", tmp_path)
+    _has(r, "machine", "pairs", "iterations", "load_average_before_after")
+    pair = r["pairs"][0]
+    _has(pair, "content", "style", "feedforward", "gatys", "speedup_at_equal_loss")
+    _has(pair["feedforward"], "time_s", "loss")
+    assert set(pair["gatys"]) == {"content", "noise", "feedforward"}
+    for curve in pair["gatys"].values():
+        _has(curve, "history", "times_s", "reach_iteration", "reach_time_s", "final_loss")
+        assert len(curve["history"]) == len(curve["times_s"]) == r["iterations"] + 1
+        assert curve["times_s"] == sorted(curve["times_s"])
+    # Gatys started from the feed-forward output starts at the feed-forward loss
+    assert pair["gatys"]["feedforward"]["history"][0] == pytest.approx(pair["feedforward"]["loss"], rel=1e-4)
+
+
+def test_transport(tmp_path: Path) -> None:
+    r = _run("transport", tmp_path)
+    _has(r, "machine", "runs", "medians_s", "all_s")
+    for med in r["medians_s"].values():
+        _has(med, "memory_copy_s", "grpcio_client_s", "pure_python_client_s")
