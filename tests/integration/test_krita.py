@@ -28,6 +28,7 @@ STYLE = "udnie"
 CASES = [
     {"name": "u8", "depth": "U8", "style": STYLE},
     {"name": "u16", "depth": "U16", "style": STYLE},
+    {"name": "f16", "depth": "F16", "style": STYLE},
     {"name": "f32", "depth": "F32", "style": STYLE},
     {"name": "selection", "depth": "U8", "style": STYLE, "selection": [5, 3, 12, 9]},
     # Painted over 30x20 and moved up-left: the layer sticks out of the 24x16 canvas on every side.
@@ -153,7 +154,8 @@ def test_installed_plugin_imports_only_what_the_installer_put_there(krita_run: t
 
 # Krita's default 16-bit profile is linear (sRGB-elle-V2-g10.icc), so those pixels travel as linear.
 @pytest.mark.parametrize(("name", "fmt"), [("u8", "BGRA_U8"), ("u16", "BGRA_U16_LINEAR"),
-                                           ("f32", "RGBA_F32_LINEAR"), ("selection", "BGRA_U8"),
+                                           ("f16", "RGBA_F16_LINEAR"), ("f32", "RGBA_F32_LINEAR"),
+                                           ("selection", "BGRA_U8"),
                                            ("offset", "BGRA_U8")])
 def test_new_layer_equals_backend_result_and_original_is_unchanged(
     krita_run: tuple[dict, Path], backend: str, name: str, fmt: str

@@ -289,3 +289,20 @@ def test_backend_that_exits_reports_its_last_words(tmp_path) -> None:
     ctrl.wait(5)
     text, error = view.last("show_message")[1:]
     assert error and "port in use" in text
+
+
+@pytest.mark.parametrize(("error", "words"), [
+    (ImportError("No module named 'grpclib'"), "cannot load"),
+    (ValueError("address 'x' should look like HOST:PORT"), "HOST:PORT"),
+])
+def test_client_that_cannot_be_made_is_explained(error: Exception, words: str) -> None:
+    def factory(address: str, token: str) -> Any:
+        raise error
+
+    ctrl = controller_mod.Controller(FakeDocuments(), lambda g, n, d: d, lambda g, n, v: None,
+                                     client_factory=factory)
+    view = FakeView()
+    ctrl.add_view(view)
+    ctrl.refresh()
+    assert not ctrl.apply(settings_mod.StyleOptions("udnie")) and not ctrl.upscale(2)
+    assert words in view.last("show_message")[1] and not ctrl.busy

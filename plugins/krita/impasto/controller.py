@@ -7,6 +7,7 @@ finished network jobs touch the document, so Krita is only ever called from that
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -119,6 +120,19 @@ class Controller:
 
     # -- connection ---------------------------------------------------------------------------------
 
+    def _client(self) -> Any:
+        """A client for the current settings, or None after telling the user why there is none."""
+        try:
+            return self.client_factory(self.settings.address, self.settings.token)
+        except ImportError as exc:
+            # The vendored packages did not load in this Krita's Python (missing, or too new for it).
+            version = ".".join(map(str, sys.version_info[:3]))
+            self.message(f"Impasto's client cannot load in Krita's Python {version}: {exc}. Reinstall the "
+                         "plugin with `impasto plugin install krita`.", error=True)
+        except ValueError as exc:  # a malformed address
+            self.message(str(exc), error=True)
+        return None
+
     def _status_text(self) -> str:
         if self.connected is None:
             return "Connecting…"
@@ -133,7 +147,9 @@ class Controller:
         """Ask the backend for its info and models, off the GUI thread."""
         if self._refresh_job is not None:
             return
-        client = self.client_factory(self.settings.address, self.settings.token)
+        client = self._client()
+        if client is None:
+            return
 
         def work(progress: Any, cancel: Any) -> tuple[Any, list[Any]]:
             return client.server_info(), client.list_models()
@@ -206,7 +222,9 @@ class Controller:
             self.message(str(exc), error=True)
             return False
         display = self.style_display_name(options.style)
-        client = self.client_factory(self.settings.address, self.settings.token)
+        client = self._client()
+        if client is None:
+            return False
 
         def work(progress: Any, cancel: Any) -> Any:
             result = client.stylize(
@@ -249,7 +267,9 @@ class Controller:
         except UnsupportedDocument as exc:
             self.message(str(exc), error=True)
             return False
-        client = self.client_factory(self.settings.address, self.settings.token)
+        client = self._client()
+        if client is None:
+            return False
         w, h = snap.rect.width, snap.rect.height
 
         def work(progress: Any, cancel: Any) -> Any:
