@@ -306,3 +306,15 @@ def test_client_that_cannot_be_made_is_explained(error: Exception, words: str) -
     ctrl.refresh()
     assert not ctrl.apply(settings_mod.StyleOptions("udnie")) and not ctrl.upscale(2)
     assert words in view.last("show_message")[1] and not ctrl.busy
+
+
+def test_refresh_errors_are_said_once_until_connect_is_pressed() -> None:
+    ctrl, client, docs, view = make(FakeClient(up=True))
+    client.server_info = lambda: (_ for _ in ()).throw(BackendError("UNAUTHENTICATED", "missing token"))
+    for _ in range(3):
+        ctrl.refresh()
+        ctrl.wait(5)
+    assert len([e for e in view.log if e[0] == "show_message" and e[2]]) == 1
+    ctrl.connect()
+    ctrl.wait(5)
+    assert len([e for e in view.log if e[0] == "show_message" and e[2]]) == 2

@@ -82,6 +82,7 @@ class Controller:
         self._refresh_job: Job | None = None
         self._retry_until = 0.0
         self._next_retry = 0.0
+        self._refresh_error = ""
 
     # -- views --------------------------------------------------------------------------------------
 
@@ -143,6 +144,11 @@ class Controller:
             return "Backend starting…"
         return f"Backend not running at {self.settings.address}"
 
+    def connect(self) -> None:
+        """The Connect button: ask again, and say again what is wrong if it still is."""
+        self._refresh_error = ""
+        self.refresh()
+
     def refresh(self) -> None:
         """Ask the backend for its info and models, off the GUI thread."""
         if self._refresh_job is not None:
@@ -160,6 +166,7 @@ class Controller:
         self._refresh_job = None
         if event.kind == "done":
             info, models = event.result
+            self._refresh_error = ""
             self.connected = True
             self._retry_until = 0.0
             self.server_version = info.version
@@ -174,12 +181,14 @@ class Controller:
             if not self._retry_until:
                 self._next_retry = self.clock() + IDLE_RETRY_SECONDS
             self.connected = False
-            if not unreachable:
-                self.message(text, error=True)
-            elif self.server.exit_code() not in (None, 0):
-                detail = self.server.error_output() or "see its log"
-                self.message(f"The backend stopped: {detail}", error=True)
+            if unreachable and self.server.exit_code() not in (None, 0):
+                text = f"The backend stopped: {self.server.error_output() or 'see its log'}"
                 self._retry_until = 0.0
+            elif unreachable:
+                text = ""
+            if text and text != self._refresh_error:  # said once, not again at every retry
+                self.message(text, error=True)
+            self._refresh_error = text
         self._each("show_status", self.connected, self._status_text())
 
     def start_backend(self) -> None:

@@ -132,7 +132,7 @@ class DockerPanel(QWidget):
 
     def _connect(self) -> None:
         self._save_backend_fields()
-        self.controller.refresh()
+        self.controller.connect()
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Python with Impasto installed", self.interpreter.text())
