@@ -70,6 +70,12 @@ def test_deadline_stops_the_job(server: ServeProcess) -> None:
         assert time.monotonic() - start < 10
     with Client(server.address) as c:
         wait_for(lambda: c.info().queue_length == 0, 30)  # the server stopped the job too
+    plugin = impasto_client.ImpastoClient(server.address, timeout=2.0)
+    with pytest.raises(impasto_client.BackendError) as info:
+        plugin.stylize(make_image(24, 32, "uint8").tobytes(), 32, 24, "RGBA_U8", "udnie", refine=50)
+    assert info.value.code == "DEADLINE_EXCEEDED"
+    with Client(server.address) as c:
+        wait_for(lambda: c.info().queue_length == 0, 30)
 
 
 @pytest.mark.slow

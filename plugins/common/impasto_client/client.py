@@ -236,6 +236,13 @@ class ImpastoClient:
             if code == "CANCELLED":
                 raise OperationCancelled(exc.message or "the operation was cancelled") from None
             raise BackendError(code, exc.message or "") from None
+        # grpclib's deadline (it has already cancelled the call). Before Python 3.11, which some editors
+        # bundle, asyncio's TimeoutError is not the builtin one; since 3.11 it is, and an OSError, so it
+        # must be caught before the OSErrors below.
+        except (asyncio.TimeoutError, TimeoutError):  # noqa: UP041
+            raise BackendError("DEADLINE_EXCEEDED", f"the backend did not finish within {self.timeout} s") from None
+        except _ssl.SSLError as exc:  # an OSError too, but the backend is there: say what is wrong
+            raise BackendError("UNAVAILABLE", f"TLS with the backend at {self.address} failed: {exc}") from None
         except (ConnectionError, OSError) as exc:
             raise BackendNotRunning(self.address, str(exc)) from None
         except StreamTerminatedError as exc:
