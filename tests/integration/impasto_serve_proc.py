@@ -154,3 +154,17 @@ class RefineTimes:
 
     def iteration(self) -> float:
         return statistics.median(b - a for a, b in zip(self.times, self.times[1:], strict=False))
+
+
+def import_plugin_client():  # type: ignore[no-untyped-def]
+    """The plugins' client (plugins/common), imported without leaving its protobuf setting in os.environ:
+    it would make every server or tool that later tests start run on pure-Python protobuf."""
+    common = str(ROOT / "plugins" / "common")
+    if common not in sys.path:
+        sys.path.insert(0, common)
+    before = os.environ.get("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION")
+    import impasto_client
+
+    if before is None:
+        os.environ.pop("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", None)
+    return impasto_client

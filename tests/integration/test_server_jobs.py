@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,10 +13,17 @@ from impasto import errors
 from impasto.cancel import CancelToken
 from impasto.client import Client
 from impasto.pixels import PixelBuffer
-from impasto_serve_proc import ROOT, Background, RefineTimes, ServeProcess, direct_engine, make_image, wait_for
+from impasto_serve_proc import (
+    Background,
+    RefineTimes,
+    ServeProcess,
+    direct_engine,
+    import_plugin_client,
+    make_image,
+    wait_for,
+)
 
-sys.path.insert(0, str(ROOT / "plugins" / "common"))
-import impasto_client  # noqa: E402  (the plugins' client, from plugins/common)
+impasto_client = import_plugin_client()
 
 MAX_QUEUE = 9
 

@@ -15,10 +15,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from impasto import errors
 from impasto.cancel import CancelToken
 from impasto.client import Client
-from impasto_serve_proc import ROOT, Background, RefineTimes, ServeProcess, child_env, make_image, wait_for
+from impasto_serve_proc import (
+    ROOT,
+    Background,
+    RefineTimes,
+    ServeProcess,
+    child_env,
+    import_plugin_client,
+    make_image,
+    wait_for,
+)
 
-sys.path.insert(0, str(ROOT / "plugins" / "common"))
-import impasto_client  # noqa: E402
+impasto_client = import_plugin_client()
 
 TOKEN = "s3cret-token"
 
