@@ -52,6 +52,10 @@ QUICK = Plan(sizes=(32, 64), tiled=96, tile=48, compile_sizes=(), runs={32: 1, 6
              reference_tiled=True)
 
 
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
 def photo(size: int) -> torch.Tensor:
     """A real photo at size x size (1, 3, H, W) RGB 0-255: instance norm sees natural-image statistics."""
     from PIL import Image
@@ -90,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", choices=("random", "reduced"), default="random",
                    help="full-width fixed random weights (default) or the reduced pytorch/examples candy net")
     p.add_argument("--no-reference-tiled", action="store_true", help="skip the reference at the tiled size")
+    p.add_argument("--sizes", type=_ints, help="whole-image sizes, e.g. 256,512 (default 256,512,1024,2048)")
+    p.add_argument("--tiled", type=int, help="size run in tiles (default 4096; 0: none)")
+    p.add_argument("--compile-at", type=_ints, help="sizes to also run compiled (default 1024; 0: none)")
     args = p.parse_args(argv)
     with common.quick_threads(args.quick):
         return _run(args)
@@ -103,6 +110,12 @@ def _run(args: Any) -> int:
     plan = QUICK if args.quick else DEFAULT
     if args.no_reference_tiled:
         plan = dataclasses.replace(plan, reference_tiled=False)
+    if args.sizes:
+        plan = dataclasses.replace(plan, sizes=args.sizes)
+    if args.tiled is not None:
+        plan = dataclasses.replace(plan, tiled=args.tiled)
+    if args.compile_at:
+        plan = dataclasses.replace(plan, compile_sizes=tuple(s for s in args.compile_at if s))
     dev = args.device
     device = torch.device(dev)
     load_before = common.load_average()
@@ -144,7 +157,7 @@ def _run(args: Any) -> int:
     print(f"stylize speed on {common.device_name(dev)}; load average {load_before:.1f}; weights: {weights}")
     print(f"{'size':>6} {'config':>14} {'median':>9} {'peak MiB':>9} {'vs ref':>7} {'max diff':>9} {'p99.9':>8}")
     for size in [*plan.sizes, *([plan.tiled] if plan.tiled else [])]:
-        runs = args.runs or plan.runs[size]
+        runs = args.runs or plan.runs.get(size, 3)
         tiled = size == plan.tiled
         x = photo(size)
         ref = None
@@ -156,16 +169,7 @@ def _run(args: Any) -> int:
             m = common.measure(lambda x=x, cfg=cfg: run_network(ours, x, cfg), dev, runs)
             record(size, name + (" tiled" if tiled else ""), tiled, m, ref)
         if size in plan.compile_sizes:
-            compiled = torch.compile(ours, dynamic=False)
-            cfg = configs[half_name]
-            start = time.perf_counter()
-            run_network(ours, x, cfg, compiled=compiled)
-            common.sync(dev)
-            compiles.append({"size": size, "compile_s": time.perf_counter() - start})
-            m = common.measure(lambda x=x, cfg=cfg, c=compiled: run_network(ours, x, cfg, compiled=c), dev, runs)
-            record(size, f"{half_name}+compile", False, m, ref)
-            print(f"{'':>6} {'':>14} (compile, first call at {size}x{size}: {compiles[-1]['compile_s']:.1f} s, "
-                  "not in the latency)")
+            _compiled_row(ours, x, configs[half_name], f"{half_name}+compile", size, dev, runs, ref, record, compiles)
         del x, ref
 
     trained = _trained_check(plan, configs[half_name], dev)
@@ -196,6 +200,28 @@ def _run(args: Any) -> int:
     common.write_json(args.out_dir, "stylize_speed", report)
     common.save_plot(args.out_dir, "stylize_speed", lambda plt: _plot(plt, report))
     return 0
+
+
+def _compiled_row(ours: Any, x: torch.Tensor, cfg: Any, name: str, size: int, dev: str, runs: int,
+                  ref: dict[str, Any] | None, record: Any, compiles: list[dict[str, Any]]) -> None:
+    """torch.compile at one fixed shape; the first call (the compile) is timed apart. A machine without a
+    working compiler toolchain gets the error recorded instead of losing the rest of the run."""
+    from impasto.tiling import run_network
+
+    compiled = torch.compile(ours, dynamic=False)
+    start = time.perf_counter()
+    try:
+        run_network(ours, x, cfg, compiled=compiled)
+        common.sync(dev)
+    except Exception as exc:  # inductor/triton missing or broken: report, carry on
+        compiles.append({"size": size, "compile_s": None, "error": f"{type(exc).__name__}: {exc}"[:500]})
+        print(f"{'':>6} {name:>14} failed to compile: {compiles[-1]['error'][:200]}")
+        return
+    compiles.append({"size": size, "compile_s": time.perf_counter() - start})
+    m = common.measure(lambda: run_network(ours, x, cfg, compiled=compiled), dev, runs)
+    record(size, name, False, m, ref)
+    print(f"{'':>6} {'':>14} (compile, first call at {size}x{size}: {compiles[-1]['compile_s']:.1f} s, "
+          "not in the latency)")
 
 
 def _trained_check(plan: Plan, cfg: Any, dev: str) -> dict[str, Any] | None:
