@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,3 +107,20 @@ def test_gatys_sends_two_images_and_equals_engine(client: Client) -> None:
     direct = direct_engine().gatys(PixelBuffer.from_array(content), PixelBuffer.from_array(style), iterations=3,
                                    max_size=32)
     np.testing.assert_array_equal(out, direct.array)
+
+
+@pytest.mark.slow
+def test_cli_remote_equals_cli_local(server: ServeProcess, tmp_path: Path) -> None:
+    from PIL import Image
+
+    src = tmp_path / "in.png"
+    Image.fromarray(make_image(24, 32, "uint8", seed=8)).save(src)
+    outputs = {}
+    for how, extra in (("local", ["--device", "cpu"]), ("remote", ["--remote", server.address])):
+        dst = tmp_path / f"{how}.png"
+        proc = subprocess.run([sys.executable, "-m", "impasto", "stylize", str(src), str(dst), "--style", "udnie",
+                               "--strength", "0.7", "-q", *extra],
+                              capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        outputs[how] = np.asarray(Image.open(dst))
+    np.testing.assert_array_equal(outputs["remote"], outputs["local"])
