@@ -88,12 +88,16 @@ class JobQueue:
         with self._cond:
             return len(self._waiting) + (self._running is not None)
 
+    def check_open(self) -> None:
+        """Raise Unavailable once shutdown has begun (lets a handler refuse before the pixels arrive)."""
+        if self._closed:
+            raise Unavailable("the server is shutting down", hint="start `impasto serve` again")
+
     def submit(self, work: Work, cancel: CancelToken, name: str = "job") -> Job:
         """Queue a job; raises ResourceExhausted when the queue is full, Unavailable when shutting down."""
         job = Job(work, cancel, name)
         with self._cond:
-            if self._closed:
-                raise Unavailable("the server is shutting down", hint="start `impasto serve` again")
+            self.check_open()
             ahead = len(self._waiting) + (self._running is not None)
             if ahead >= self.max_queue:
                 raise ResourceExhausted(

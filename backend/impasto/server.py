@@ -197,7 +197,10 @@ class ImpastoServicer(pb_grpc.ImpastoServicer):
         formats = [PixelFormat.parse(spec.pixel_format) for spec in specs]
         for spec in specs:
             self.engine.check_size(spec.width, spec.height)  # before megabytes arrive
-        assemblers = [wire.Assembler(fmt.buffer_size(s.width, s.height)) for fmt, s in zip(formats, specs, strict=True)]
+        if op is not None:
+            self.jobs.check_open()
+        assemblers = [wire.Assembler(fmt.buffer_size(spec.width, spec.height))
+                      for fmt, spec in zip(formats, specs, strict=True)]
         data: memoryview | bytes
         for msg in stream:
             if isinstance(msg, wire.RawChunk):
@@ -214,8 +217,9 @@ class ImpastoServicer(pb_grpc.ImpastoServicer):
             if not assembler.complete:
                 size = len(assembler.buffer)
                 raise InvalidArgument(
-                    f"pixel buffer has {assembler.received} bytes but {spec.width}x{spec.height} {fmt.name} needs "
-                    f"{size} ({spec.width} x {spec.height} x {fmt.channels} channels x {fmt.bytes_per_channel} bytes)"
+                    f"pixel buffer has {assembler.received} bytes but {spec.width}x{spec.height} {fmt.name} "
+                    f"needs {size} ({spec.width} x {spec.height} x {fmt.channels} channels x "
+                    f"{fmt.bytes_per_channel} bytes)"
                 )
             images.append(PixelBuffer.from_bytes(assembler.buffer, spec.width, spec.height, fmt))
         return header, images
@@ -251,11 +255,14 @@ class ImpastoServicer(pb_grpc.ImpastoServicer):
 
 def _handlers(servicer: ImpastoServicer) -> grpc.GenericRpcHandler:
     """Like the generated add_ImpastoServicer_to_server, but the image streams use wire.py's chunk codec."""
-    unary: dict[str, tuple[Any, Any]] = {"ListModels": (pb.ListModelsRequest, pb.ListModelsResponse),
-             "GetServerInfo": (pb.GetServerInfoRequest, pb.ServerInfo)}
+    unary: dict[str, tuple[Any, Any]] = {
+        "ListModels": (pb.ListModelsRequest, pb.ListModelsResponse),
+        "GetServerInfo": (pb.GetServerInfoRequest, pb.ServerInfo),
+    }
     handlers = {
-        name: grpc.unary_unary_rpc_method_handler(getattr(servicer, name), request_deserializer=req.FromString,
-                                                  response_serializer=reply.SerializeToString)
+        name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, name), request_deserializer=req.FromString, response_serializer=reply.SerializeToString
+        )
         for name, (req, reply) in unary.items()
     }
     for name in ("Stylize", "Upscale", "Gatys", "Echo"):
@@ -294,8 +301,8 @@ class ImpastoServer:
             ("grpc.max_send_message_length", 16 << 20),
         ]
         interceptors = [TokenInterceptor(config.token)] if config.token else []
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="impasto-rpc"),
-                                  options=options, interceptors=interceptors, maximum_concurrent_rpcs=threads)
+        pool = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="impasto-rpc")
+        self.server = grpc.server(pool, options=options, interceptors=interceptors, maximum_concurrent_rpcs=threads)
         self.server.add_generic_rpc_handlers((_handlers(ImpastoServicer(engine, self.jobs)),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
