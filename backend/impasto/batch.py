@@ -198,7 +198,14 @@ def local_slots(config: EngineConfig, workers: int | None) -> list[str]:
     cap = max(1, min(os.cpu_count() or 1, available_memory() // WORKER_MEMORY))
     if workers and workers > cap:
         log.warning("batch: %d workers asked for, %d fit this machine's cores and memory", workers, cap)
-    return ["cpu"] * min(workers or 1, cap)
+    # Default: one single-threaded worker per core. Images are independent, so processes scale with no
+    # synchronisation, while intra-op threads wait on each other at every layer (badly so on a busy machine).
+    return ["cpu"] * min(workers or cap, cap)
+
+
+def cpu_threads(workers: int, threads: int | None) -> int:
+    """Torch threads per CPU worker: as asked, else the cores shared out (so --workers 1 still uses them all)."""
+    return threads or max(1, (os.cpu_count() or 1) // workers)
 
 
 def engine_for(config: EngineConfig, device: str, slots: int) -> Engine:
@@ -214,12 +221,12 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(job: BatchJob, devices: mp.Queue, threads: int, slots: int) -> None:
-    import torch
-
     # Ctrl-C goes to the whole process group: the driver decides, workers finish the image they are on.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     device = devices.get()
     if device == "cpu":
+        import torch
+
         torch.set_num_threads(threads)  # N workers share the cores instead of each using all of them
     _WORKER.update(job=job, engine=engine_for(job.config, device, slots), name=worker_name(device))
 
@@ -228,25 +235,33 @@ def _work(task: Task) -> Record:
     return process(_WORKER["engine"], _WORKER["job"], task, _WORKER["name"])
 
 
-def run_local(job: BatchJob, tasks: list[Task], workers: int | None, cancel: CancelToken) -> Iterator[Record]:
+def run_local(job: BatchJob, tasks: list[Task], workers: int | None, cancel: CancelToken,
+              threads: int | None = None) -> Iterator[Record]:
     """Records as images finish. A cancel stops new work; images already started are finished and reported."""
     slots = local_slots(job.config, workers)
+    threads = cpu_threads(len(slots), threads)
     if len(slots) == 1:
+        import torch
+
         engine = engine_for(job.config, slots[0], 1)
         name = worker_name(slots[0])
-        for task in tasks:
-            if cancel.cancelled:
-                return
-            try:
+        before = torch.get_num_threads()
+        if slots[0] == "cpu":
+            torch.set_num_threads(threads)
+        try:
+            for task in tasks:
+                if cancel.cancelled:
+                    return
                 yield process(engine, job, task, name, cancel)
-            except Cancelled:
-                return
+        except Cancelled:
+            return
+        finally:
+            torch.set_num_threads(before)  # in-process: leave the caller's setting as it was
         return
     ctx = mp.get_context("spawn")  # fork would copy torch's thread pools and locks mid-use
     devices: mp.Queue = ctx.Queue()
     for d in slots:
         devices.put(d)
-    threads = max(1, (os.cpu_count() or 1) // len(slots))
     pool = ProcessPoolExecutor(len(slots), mp_context=ctx, initializer=_init_worker,
                                initargs=(job, devices, threads, len(slots)))
     pending = iter(tasks)
@@ -281,7 +296,8 @@ def _drain(q: mp.Queue) -> None:
 # ---- the driver ----
 
 
-def run_batch(job: BatchJob, in_dir: Path, out_dir: Path, *, workers: int | None = None, ray: str | None = None,
+def run_batch(job: BatchJob, in_dir: Path, out_dir: Path, *, workers: int | None = None, threads: int | None = None,
+              ray: str | None = None,
               manifest: Path | None = None, overwrite: bool = False, progress: bool = False,
               cancel: CancelToken | None = None, on_record: Callable[[Record], None] | None = None) -> Summary:
     """Process every image under `in_dir` into `out_dir`; with `ray`, on a Ray cluster ("auto": a local one)."""
@@ -322,7 +338,7 @@ def run_batch(job: BatchJob, in_dir: Path, out_dir: Path, *, workers: int | None
 
         for rec in [*recovered, *clashes]:
             note(rec)
-        for rec in _execute(job, todo, workers, ray, cancel):
+        for rec in _execute(job, todo, workers, threads, ray, cancel):
             summary.done += rec["status"] == "done"
             note(rec)
             bar.update(1)
@@ -332,15 +348,15 @@ def run_batch(job: BatchJob, in_dir: Path, out_dir: Path, *, workers: int | None
     return summary
 
 
-def _execute(job: BatchJob, todo: list[Task], workers: int | None, ray: str | None,
+def _execute(job: BatchJob, todo: list[Task], workers: int | None, threads: int | None, ray: str | None,
              cancel: CancelToken) -> Iterable[Record]:
     if not todo:
         return []
     if ray:
         from impasto import batch_ray
 
-        return batch_ray.run_ray(job, todo, ray, workers, cancel)
-    return run_local(job, todo, workers, cancel)
+        return batch_ray.run_ray(job, todo, ray, workers, cancel, threads or 1)
+    return run_local(job, todo, workers, cancel, threads)
 
 
 def _check_settings(earlier: list[Record], job: BatchJob, manifest: Path) -> None:
@@ -364,27 +380,11 @@ def _remove_leftovers(out_dir: Path) -> None:
             p.unlink(missing_ok=True)
 
 
-class _NoBar:
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def update(self, n: int) -> None:
-        pass
-
-    def set_postfix(self, **kw: Any) -> None:
-        pass
-
-
 def _bar(enabled: bool, total: int) -> Any:
-    if not enabled:
-        return _NoBar()
     import sys
 
     from tqdm import tqdm
 
     # tqdm's rate and remaining time are the throughput and ETA over images, not over tiles.
-    return tqdm(total=total, unit="img", desc="batch", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
-
+    return tqdm(total=total, unit="img", desc="batch", file=sys.stderr, dynamic_ncols=True, smoothing=0.1,
+                disable=not enabled)

@@ -41,11 +41,11 @@ def import_ray() -> Any:
 class ModelActor:
     """One model instance on one device; Ray Data feeds it batches of task rows and collects its records."""
 
-    def __init__(self, job: BatchJob, device: str, slots_per_node: int) -> None:
+    def __init__(self, job: BatchJob, device: str, threads: int, slots_per_node: int) -> None:
         import torch
 
         if device == "cpu":
-            torch.set_num_threads(1)  # one CPU slot each: N actors on a node share its cores, not oversubscribe
+            torch.set_num_threads(threads)  # the CPUs Ray reserved for this actor, so actors do not oversubscribe
         # With num_gpus=1 Ray sets CUDA_VISIBLE_DEVICES to the actor's GPU, so plain "cuda" is that GPU.
         self.engine = engine_for(job.config, device, slots_per_node)
         self.job = job
@@ -57,7 +57,7 @@ class ModelActor:
         return {"record": np.array([json.dumps(r) for r in records], dtype=object)}
 
 
-def _placement(ray: Any, job: BatchJob, workers: int | None) -> tuple[bool, int, int]:
+def _placement(ray: Any, job: BatchJob, workers: int | None, threads: int) -> tuple[bool, int, int]:
     """(use GPUs, number of actors, CPU slots per node) from what the cluster offers."""
     if job.config.device not in ("auto", "cpu", "cuda"):
         raise InvalidArgument(f"--device {job.config.device} cannot be used with --ray",
@@ -68,11 +68,11 @@ def _placement(ray: Any, job: BatchJob, workers: int | None) -> tuple[bool, int,
         raise InvalidArgument("--device cuda, but the Ray cluster has no GPUs", hint="use --device auto or cpu")
     use_gpu = gpus > 0 and job.config.device != "cpu"
     nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
-    return use_gpu, workers or (gpus if use_gpu else cpus), max(1, cpus // nodes)
+    return use_gpu, workers or (gpus if use_gpu else max(1, cpus // threads)), max(1, cpus // nodes // threads)
 
 
-def run_ray(job: BatchJob, tasks: list[Task], address: str, workers: int | None,
-            cancel: CancelToken) -> Iterator[Record]:
+def run_ray(job: BatchJob, tasks: list[Task], address: str, workers: int | None, cancel: CancelToken,
+            threads: int = 1) -> Iterator[Record]:
     """Records as images finish. `address` "auto" starts a local Ray instance; otherwise it joins that cluster.
     A Ray already initialised by the caller is used as it is and left running."""
     ray = import_ray()
@@ -89,17 +89,18 @@ def run_ray(job: BatchJob, tasks: list[Task], address: str, workers: int | None,
         ctx.enable_progress_bars = False  # our own bar counts images; Ray's would fight it for the terminal
         if not log.isEnabledFor(logging.DEBUG):
             logging.getLogger("ray.data").setLevel(logging.WARNING)
-        use_gpu, size, slots = _placement(ray, job, workers)
+        use_gpu, size, slots = _placement(ray, job, workers, threads)
         # One block per image so that Ray balances single images across actors.
         ds = ray.data.from_items([asdict(t) for t in tasks], override_num_blocks=len(tasks))
         ds = ds.map_batches(
             ModelActor,
-            fn_constructor_kwargs={"job": job, "device": "cuda" if use_gpu else "cpu", "slots_per_node": slots},
+            fn_constructor_kwargs={"job": job, "device": "cuda" if use_gpu else "cpu", "threads": threads,
+                                   "slots_per_node": slots},
             batch_size=1,
             batch_format="numpy",
             # Two in flight per actor: enough to hide the hand-off, few enough that a cancel leaves little queued.
             compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=2),
-            num_cpus=1,
+            num_cpus=1 if use_gpu else threads,  # one CPU slot: `threads` cores
             num_gpus=1 if use_gpu else 0,
         )
         rows = iter(ds.iter_rows())

@@ -35,7 +35,9 @@ def _batch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="folder for the outputs, same relative paths")
     engine_options(p)
     p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="model instances: default one per GPU, or 1 on CPU (local) / one per CPU (Ray)")
+                   help="model instances: default one per GPU, else one per CPU core (bounded by memory)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads per CPU worker (default: the cores shared out locally, 1 on Ray)")
     p.add_argument("--ray", metavar="ADDRESS", default=None,
                    help="run on Ray: 'auto' starts a local instance, an address (host:6379, ray://host:10001) "
                         "joins a running cluster; needs impasto[ray]")
@@ -74,8 +76,9 @@ def _run(args: argparse.Namespace, op: str, options: dict[str, Any]) -> int:
     from impasto.cancel import CancelToken
     from impasto.errors import InvalidArgument
 
-    if args.workers is not None and args.workers < 1:
-        raise InvalidArgument(f"--workers must be at least 1, got {args.workers}")
+    for name in ("workers", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise InvalidArgument(f"--{name} must be at least 1, got {getattr(args, name)}")
     job = BatchJob(op, options, engine_config(args), args.format)
     cancel = CancelToken()
 
@@ -87,7 +90,8 @@ def _run(args: argparse.Namespace, op: str, options: dict[str, Any]) -> int:
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        summary = run_batch(job, args.in_dir, args.out_dir, workers=args.workers, ray=args.ray,
+        summary = run_batch(job, args.in_dir, args.out_dir, workers=args.workers, threads=args.threads,
+                            ray=args.ray,
                             manifest=args.manifest, overwrite=args.overwrite,
                             progress=not args.quiet and sys.stderr.isatty(), cancel=cancel)
     finally:

@@ -10,7 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from impasto.batch import MANIFEST_NAME, TMP_MARK, BatchJob, plan, read_manifest, run_batch
+from impasto.batch import (
+    MANIFEST_NAME,
+    TMP_MARK,
+    BatchJob,
+    cpu_threads,
+    local_slots,
+    plan,
+    read_manifest,
+    run_batch,
+)
 from impasto.cancel import CancelToken
 from impasto.cli import main
 from impasto.imageio import read_image, write_image
@@ -59,9 +68,17 @@ def test_plan_walks_nested_folders_and_leaves_out_noise(tmp_path: Path) -> None:
     assert plan(src, tmp_path / "o")[1].dst.endswith("b.jpg")  # no --format: each input's own
 
 
+def test_cpu_workers_default_to_one_single_threaded_worker_per_core() -> None:
+    cores = os.cpu_count() or 1
+    assert local_slots(CONFIG, None) == ["cpu"] * cores  # this machine has memory for a worker per core
+    assert local_slots(CONFIG, cores + 5) == ["cpu"] * cores  # bounded by the cores
+    assert cpu_threads(cores, None) == 1 and cpu_threads(1, None) == cores and cpu_threads(1, 3) == 3
+    assert local_slots(EngineConfig(device="cpu"), 1) == ["cpu"]
+
+
 def test_folder_with_corrupt_file_and_nested_folders(tmp_path: Path, impasto_home: Path) -> None:
     src, out = make_tree(tmp_path), tmp_path / "out"
-    summary = run_batch(STYLE, src, out)
+    summary = run_batch(STYLE, src, out, workers=1, threads=1)
     assert (summary.done, summary.failed, summary.skipped, summary.interrupted) == (5, 2, 0, False)
     assert sorted(stats(out)) == GOOD  # no temporary files left behind
     assert Image.open(out / "deep/er/e.png").size == (28, 24)
@@ -82,23 +99,24 @@ def test_interrupted_then_resumed_loses_nothing_and_repeats_nothing(tmp_path: Pa
         if sum(done_counts(out / MANIFEST_NAME).values()) >= 2:
             cancel.cancel()
 
-    first = run_batch(STYLE, src, out, cancel=cancel, on_record=stop_after_two)
+    first = run_batch(STYLE, src, out, cancel=cancel, on_record=stop_after_two, workers=1, threads=1)
     assert first.interrupted and first.done == 2
     before = stats(out)
     assert len(before) == 2
-    second = run_batch(STYLE, src, out)
+    second = run_batch(STYLE, src, out, workers=1, threads=1)
     assert (second.done, second.skipped, second.interrupted) == (3, 2, False)
     after = stats(out)
     assert sorted(after) == GOOD
     assert all(after[k] == v for k, v in before.items())  # finished outputs were not rewritten
     assert done_counts(out / MANIFEST_NAME) == Counter(GOOD)  # each computed exactly once
-    third = run_batch(STYLE, src, out)  # nothing left but the two bad files, tried again and reported again
+    # Nothing left but the two bad files, tried again and reported again.
+    third = run_batch(STYLE, src, out, workers=1, threads=1)
     assert (third.done, third.skipped, third.failed) == (0, 5, 2) and stats(out) == after
 
 
 def test_outputs_of_a_killed_run_are_found_not_recomputed(tmp_path: Path, impasto_home: Path) -> None:
     src, out = make_tree(tmp_path), tmp_path / "out"
-    run_batch(STYLE, src, out)
+    run_batch(STYLE, src, out, workers=1, threads=1)
     before = stats(out)
     manifest = out / MANIFEST_NAME
     # A run killed hard: its manifest lost the last records (one cut mid-line), and a temp file was left.
@@ -106,7 +124,7 @@ def test_outputs_of_a_killed_run_are_found_not_recomputed(tmp_path: Path, impast
     manifest.write_text("\n".join(lines[:3]) + "\n" + lines[3][:25])
     leftover = out / "sub" / f".d{TMP_MARK}dead.tif"
     leftover.write_bytes(b"half")
-    again = run_batch(STYLE, src, out)
+    again = run_batch(STYLE, src, out, workers=1, threads=1)
     assert (again.done, again.skipped) == (0, 5) and not leftover.exists()
     assert stats(out) == before
     assert done_counts(manifest) == Counter(GOOD)
@@ -116,14 +134,14 @@ def test_outputs_of_a_killed_run_are_found_not_recomputed(tmp_path: Path, impast
 def test_other_settings_are_refused_unless_overwrite(tmp_path: Path, impasto_home: Path) -> None:
     src, out = make_tree(tmp_path), tmp_path / "out"
     job = BatchJob("upscale", {"scale": 2, "model": "bicubic"}, CONFIG, "png")
-    run_batch(job, src, out)
+    run_batch(job, src, out, workers=1, threads=1)
     assert Image.open(out / "b.png").size == (64, 48)
     other = BatchJob("upscale", {"scale": 2, "model": "srgan-x2"}, CONFIG, "png")
     with pytest.raises(Exception, match="other settings .model 'bicubic' then, 'srgan-x2' now"):
-        run_batch(other, src, out)
+        run_batch(other, src, out, workers=1, threads=1)
     before = stats(out)
     bicubic = read_image(out / "b.png")[0].array
-    summary = run_batch(other, src, out, overwrite=True)
+    summary = run_batch(other, src, out, overwrite=True, workers=1, threads=1)
     assert summary.done == 5 and summary.skipped == 0
     assert not np.array_equal(read_image(out / "b.png")[0].array, bicubic)
     assert all(stats(out)[k] != v for k, v in before.items())
@@ -135,7 +153,7 @@ def test_format_collisions_are_reported_not_overwritten(tmp_path: Path, impasto_
     Image.new("RGB", (16, 16), "red").save(src / "x.png")
     Image.new("RGB", (16, 16), "blue").save(src / "x.tif")
     job = BatchJob("upscale", {"scale": 2, "model": "bicubic"}, CONFIG, "jpg")
-    summary = run_batch(job, src, tmp_path / "out")
+    summary = run_batch(job, src, tmp_path / "out", workers=1, threads=1)
     assert (summary.done, summary.failed) == (1, 1)
     assert "also the output of x.png" in summary.errors[0][1]
     assert read_image(tmp_path / "out" / "x.jpg")[0].array[0, 0, 0] > 200  # red: x.png's
@@ -163,7 +181,7 @@ def test_two_local_workers_then_resume(tmp_path: Path, impasto_home: Path) -> No
     assert len({w.split(":")[1] for w in workers if w != "found"}) >= 2  # separate processes did the work
     # Two worker processes write the same pixels as one in-process worker (one thread each vs two: tiny drift).
     solo = tmp_path / "solo"
-    run_batch(STYLE, src, solo)
+    run_batch(STYLE, src, solo, workers=1, threads=1)
     for rel in ("a.png", "deep/er/e.png"):
         a, b = read_image(out / rel)[0].array.astype(int), read_image(solo / rel)[0].array.astype(int)
         assert np.abs(a - b).max() <= 1
@@ -173,7 +191,8 @@ def test_cli_batch(tmp_path: Path, impasto_home: Path, capsys: pytest.CaptureFix
     src, out = make_tree(tmp_path), tmp_path / "out"
     manifest = tmp_path / "m.jsonl"
     rc = main(["batch", "upscale", str(src), str(out), "--scale", "2", "--model", "bicubic", "--format", "png",
-               "--manifest", str(manifest), "--device", "cpu", "--max-pixels", "5000"])
+               "--manifest", str(manifest), "--device", "cpu", "--max-pixels", "5000", "--workers", "1",
+               "--threads", "1"])
     captured = capsys.readouterr()
     assert rc == 1  # two bad files: reported, the rest done
     assert "5 done, 0 already finished, 2 failed" in captured.out
@@ -199,7 +218,7 @@ def test_cli_batch_without_ray_says_what_to_install(tmp_path: Path, impasto_home
 
 def test_manifest_is_jsonl_with_one_record_per_line(tmp_path: Path, impasto_home: Path) -> None:
     src, out = make_tree(tmp_path), tmp_path / "out"
-    run_batch(BatchJob("upscale", {"scale": 2, "model": "bicubic"}, CONFIG), src, out)
+    run_batch(BatchJob("upscale", {"scale": 2, "model": "bicubic"}, CONFIG), src, out, workers=1, threads=1)
     lines = (out / MANIFEST_NAME).read_text().splitlines()
     assert len(lines) == 7
     for line in lines:
