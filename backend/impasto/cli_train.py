@@ -129,6 +129,7 @@ def _train_style(args: argparse.Namespace) -> int:
     if args.resume:
         kw.setdefault("content", "")
         kw.setdefault("style_image", "")
+        kw.setdefault("iterations", 0)  # keep the checkpoint's plan
     run = train_style(StyleConfig(**kw), resume=args.resume, device=_device(args.device))
     last = run.history[-1] if run.history else {}
     print(f"trained {len(run.history)} iterations; last losses: "
@@ -147,6 +148,7 @@ def _train_sr(args: argparse.Namespace) -> int:
         raise InvalidArgument("--data DIR is required", hint="a folder of high-resolution photos")
     if args.resume:
         kw.setdefault("data", "")
+        kw.setdefault("iterations", 0)  # keep the checkpoint's plan
     run = train_sr(SRConfig(**kw), resume=args.resume, device=_device(args.device))
     last = run.history[-1] if run.history else {}
     print(f"trained {len(run.history)} iterations; last loss {last.get('total', float('nan')):.4g}")

@@ -96,8 +96,10 @@ def train_style(
     With `resume`, the config comes from the checkpoint (only `iterations` may be raised to train longer)."""
     ckpt = load_checkpoint(resume) if resume else None
     if ckpt is not None:
-        # Only the length and the store name may change on resume; everything else must match to be exact.
-        cfg = config_from_checkpoint(ckpt, iterations=max(cfg.iterations, int(ckpt["iteration"])), name=cfg.name)
+        # Only the length and the store name may change on resume; everything else must match to be exact
+        # (and the length only by choice: it moves a cosine schedule). iterations <= 0: the checkpoint's own.
+        planned = int(ckpt["config"]["iterations"]) if cfg.iterations <= 0 else cfg.iterations
+        cfg = config_from_checkpoint(ckpt, iterations=max(planned, int(ckpt["iteration"])), name=cfg.name)
     cfg = cfg.resolved()
     dev = _device(device)
     assert cfg.content_layer is not None and cfg.style_layers is not None

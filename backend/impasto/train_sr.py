@@ -108,8 +108,10 @@ def train_sr(
     """Train (or resume) a super-resolution network; checkpoints, samples and loss.png go to `cfg.out_dir`."""
     ckpt = load_checkpoint(resume) if resume else None
     if ckpt is not None:
-        # Only the length and the store name may change on resume; everything else must match to be exact.
-        cfg = config_from_checkpoint(ckpt, iterations=max(cfg.iterations, int(ckpt["iteration"])), name=cfg.name)
+        # Only the length and the store name may change on resume; everything else must match to be exact
+        # (and the length only by choice: it moves a cosine schedule). iterations <= 0: the checkpoint's own.
+        planned = int(ckpt["config"]["iterations"]) if cfg.iterations <= 0 else cfg.iterations
+        cfg = config_from_checkpoint(ckpt, iterations=max(planned, int(ckpt["iteration"])), name=cfg.name)
     cfg = cfg.resolved()
     dev = _device(device)
 
