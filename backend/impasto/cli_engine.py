@@ -147,10 +147,11 @@ def _stylize(args: argparse.Namespace) -> int:
         client = Client(args.remote, token=args.token)
 
         def remote(buf: PixelBuffer, progress: Progress) -> PixelBuffer:
-            out = client.stylize(buf.array, args.style, strength=args.strength,
-                                 preserve_colors=args.preserve_colors, refine=args.refine, scale=args.scale,
-                                 progress=lambda s, f, *_: progress(s, f))
-            return PixelBuffer(out, buf.format)
+            # a PixelBuffer travels in its own format (order, depth, linear) and comes back the same
+            out: PixelBuffer = client.stylize(buf, args.style, strength=args.strength,
+                                              preserve_colors=args.preserve_colors, refine=args.refine,
+                                              scale=args.scale, progress=lambda s, f, *_: progress(s, f))
+            return out
 
         return _run(args, remote)
     engine = _engine(args)
@@ -170,8 +171,9 @@ def _upscale(args: argparse.Namespace) -> int:
         client = Client(args.remote, token=args.token)
 
         def remote(buf: PixelBuffer, progress: Progress) -> PixelBuffer:
-            out = client.upscale(buf.array, args.scale, model=args.model, progress=lambda s, f, *_: progress(s, f))
-            return PixelBuffer(out, buf.format)
+            out: PixelBuffer = client.upscale(buf, args.scale, model=args.model,
+                                              progress=lambda s, f, *_: progress(s, f))
+            return out
 
         return _run(args, remote)
     engine = _engine(args)
