@@ -13,6 +13,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +42,16 @@ CASES = [
 ]
 
 
+def _krita_root() -> Path | None:
+    """$IMPASTO_KRITA_ROOT: a chroot with another Krita (e.g. Debian 13's 5.2 on a Debian 12 host)."""
+    root = os.environ.get("IMPASTO_KRITA_ROOT", "")
+    return Path(root) if root and root != "/" else None
+
+
 def _kritarunner() -> str:
-    path = shutil.which("kritarunner")
-    if path is None:
+    root = _krita_root()
+    path = str(root / "usr/bin/kritarunner") if root else shutil.which("kritarunner")
+    if path is None or not os.path.exists(path):
         reason = "kritarunner not found: install Krita (apt-get install krita, or .ci/install-krita.sh)"
         if os.environ.get("IMPASTO_REQUIRE_EDITORS") == "1":
             pytest.fail(reason + " — IMPASTO_REQUIRE_EDITORS=1 makes this a failure")
@@ -94,38 +103,56 @@ def runner() -> str:
 
 
 @pytest.fixture(scope="module")
-def krita_run(runner: str, backend: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
-    base = tmp_path_factory.mktemp("krita")
+def krita_run(
+    runner: str, backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[dict, Path]]:
+    root = _krita_root()
+    if root is None:
+        base = tmp_path_factory.mktemp("krita")
+    else:  # files must lie inside the chroot; paths given to Krita are then relative to it
+        (root / "tmp").mkdir(exist_ok=True)
+        base = Path(tempfile.mkdtemp(prefix="impasto-krita-", dir=root / "tmp"))
+
+    def seen(path: Path) -> str:
+        return "/" + str(path.relative_to(root)) if root else str(path)
+
     wheels = os.environ.get("IMPASTO_WHEELS")
     pykrita = base / "share" / "krita" / "pykrita"
     plugin_install.install_krita(pykrita, Path(wheels) if wheels else None)
+    shutil.copy(HERE / "krita_driver.py", base / "krita_driver.py")
     out = base / "out"
     out.mkdir()
     down = f"127.0.0.1:{_free_port()}"  # nothing listens there
     cases = [dict(c, address=down) if c.get("address") == "DOWN" else c for c in CASES]
     spec = base / "spec.json"
-    spec.write_text(json.dumps({"out": str(out), "address": backend, "cases": cases}))
+    spec.write_text(json.dumps({"out": seen(out), "address": backend, "cases": cases}))
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(base / "home"),  # a fresh Krita profile: no user plugins or settings leak in
-        "XDG_DATA_HOME": str(base / "share"),
-        "XDG_CONFIG_HOME": str(base / "config"),
-        "XDG_RUNTIME_DIR": str(base / "run"),
+        "HOME": seen(base / "home"),  # a fresh Krita profile: no user plugins or settings leak in
+        "XDG_DATA_HOME": seen(base / "share"),
+        "XDG_CONFIG_HOME": seen(base / "config"),
+        "XDG_RUNTIME_DIR": seen(base / "run"),
         "QT_QPA_PLATFORM": "offscreen",
         # Only the driver and the installed plugin folder: nothing from the venv or the checkout.
-        "PYTHONPATH": os.pathsep.join([str(HERE), str(pykrita)]),
-        "IMPASTO_KRITA_SPEC": str(spec),
+        "PYTHONPATH": os.pathsep.join([seen(base), seen(pykrita)]),
+        "IMPASTO_KRITA_SPEC": seen(spec),
     }
     (base / "run").mkdir(mode=0o700)
-    proc = subprocess.run([runner, "-s", "krita_driver", "-f", "main"], env=env, capture_output=True,
-                          text=True, timeout=240)
+    command = [runner, "-s", "krita_driver", "-f", "main"]
+    if root is not None:
+        # The chroot shares the network namespace, so the backend on 127.0.0.1 outside is reachable.
+        command = ["chroot", str(root), "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items()),
+                   "kritarunner", "-s", "krita_driver", "-f", "main"]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     results_file = out / "results.json"
     if not results_file.exists():
         pytest.fail(f"kritarunner wrote no results (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n"
                     f"{proc.stderr[-3000:]}")
     results = json.loads(results_file.read_text())
     assert "fatal" not in results, results.get("fatal")
-    return results, out
+    yield results, out
+    if root is not None:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _case(krita_run: tuple[dict, Path], name: str) -> tuple[dict, Path]:
