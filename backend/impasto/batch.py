@@ -154,7 +154,12 @@ def apply(engine: Engine, job: BatchJob, image: PixelBuffer, cancel: CancelToken
 
 def process(engine: Engine, job: BatchJob, task: Task, worker: str, cancel: CancelToken | None = None) -> Record:
     """Read, run, write atomically, and say how it went. Only a cancel escapes: a bad file never stops a batch."""
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
+
+    def timing() -> dict[str, float]:
+        # CPU seconds of this worker process: on a shared machine wall time is mostly the wait for a core.
+        return {"seconds": round(time.perf_counter() - start, 4), "cpu_seconds": round(time.process_time() - cpu, 4)}
+
     dst = Path(task.dst)
     tmp = dst.with_name(f".{dst.stem}{TMP_MARK}{uuid.uuid4().hex[:8]}{dst.suffix}")  # suffix picks the format
     try:
@@ -162,17 +167,14 @@ def process(engine: Engine, job: BatchJob, task: Task, worker: str, cancel: Canc
         out = apply(engine, job, image, cancel)
         write_image(tmp, out, meta)
         os.replace(tmp, dst)  # atomic on one filesystem: readers see no output or a whole one
-        return _record(task, "done", seconds=round(time.perf_counter() - start, 4), worker=worker,
-                       settings=job.settings())
+        return _record(task, "done", worker=worker, settings=job.settings()) | timing()
     except Cancelled:
         raise
     except ImpastoError as exc:
-        return _record(task, "error", seconds=round(time.perf_counter() - start, 4), error=exc.message,
-                       worker=worker)
+        return _record(task, "error", error=exc.message, worker=worker) | timing()
     except Exception as exc:  # a decoder or engine bug on one file must not cost the rest of the batch
         log.exception("batch: %s failed", task.rel)
-        return _record(task, "error", seconds=round(time.perf_counter() - start, 4), error=repr(exc),
-                       worker=worker)
+        return _record(task, "error", error=repr(exc), worker=worker) | timing()
     finally:
         tmp.unlink(missing_ok=True)
 

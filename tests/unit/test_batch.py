@@ -223,5 +223,5 @@ def test_manifest_is_jsonl_with_one_record_per_line(tmp_path: Path, impasto_home
     assert len(lines) == 7
     for line in lines:
         rec = json.loads(line)
-        assert set(rec) >= {"input", "output", "status", "seconds", "time", "error", "worker"}
+        assert set(rec) >= {"input", "output", "status", "seconds", "cpu_seconds", "time", "error", "worker"}
         assert os.path.isabs(rec["output"])
