@@ -186,3 +186,22 @@ def run_plan(plan: Plan, x: torch.Tensor) -> torch.Tensor:
 
 def act_step(fn: Callable[[torch.Tensor], torch.Tensor]) -> Step:
     return ("act", fn)
+
+
+def residual_plan(block: nn.Module) -> list[Step]:
+    """x + IN(conv2(relu(IN(conv1(x))))): the residual block of both style-net families."""
+    return [("push",), ("spatial", block.conv1), ("norm", block.in1), ("act", relu),
+            ("spatial", block.conv2), ("norm", block.in2), ("add",)]
+
+
+def transformer_plan(net: nn.Module) -> list[Step]:
+    """The shared body of the style nets (conv1..in5 with their ReLUs); each family adds its own output."""
+    steps: list[Step] = []
+    for i in (1, 2, 3):
+        steps += [("spatial", getattr(net, f"conv{i}")), ("norm", getattr(net, f"in{i}")), ("act", relu)]
+    blocks: int = net.res_blocks  # type: ignore[assignment]
+    for i in range(1, blocks + 1):
+        steps += residual_plan(getattr(net, f"res{i}"))
+    for i in (1, 2):
+        steps += [("spatial", getattr(net, f"deconv{i}")), ("norm", getattr(net, f"in{i + 3}")), ("act", relu)]
+    return steps

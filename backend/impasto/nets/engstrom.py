@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from impasto.errors import ModelFileError
-from impasto.nets.blocks import ConvLayer, Plan, TransposeConvLayer, relu, run_plan
+from impasto.nets.blocks import ConvLayer, Plan, TransposeConvLayer, residual_plan, run_plan, transformer_plan
 
 EPS = 1e-3
 
@@ -33,8 +33,7 @@ class _Res(nn.Module):
         self.in2 = nn.InstanceNorm2d(c, eps=EPS, affine=True)
 
     def plan(self) -> Plan:
-        return [("push",), ("spatial", self.conv1), ("norm", self.in1), ("act", relu),
-                ("spatial", self.conv2), ("norm", self.in2), ("add",)]
+        return residual_plan(self)
 
 
 class EngstromNet(nn.Module):
@@ -65,15 +64,7 @@ class EngstromNet(nn.Module):
         self.in6 = nn.InstanceNorm2d(3, eps=EPS, affine=True)
 
     def plan(self) -> Plan:
-        steps: list = [("spatial", self.conv1), ("norm", self.in1), ("act", relu),
-                       ("spatial", self.conv2), ("norm", self.in2), ("act", relu),
-                       ("spatial", self.conv3), ("norm", self.in3), ("act", relu)]
-        for i in range(1, self.res_blocks + 1):
-            steps += getattr(self, f"res{i}").plan()
-        steps += [("spatial", self.deconv1), ("norm", self.in4), ("act", relu),
-                  ("spatial", self.deconv2), ("norm", self.in5), ("act", relu),
-                  ("spatial", self.deconv3), ("norm", self.in6), ("act", _tanh150)]
-        return steps
+        return transformer_plan(self) + [("spatial", self.deconv3), ("norm", self.in6), ("act", _tanh150)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

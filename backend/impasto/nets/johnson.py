@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from impasto.errors import ModelFileError
-from impasto.nets.blocks import ConvLayer, Plan, UpsampleConvLayer, relu, run_plan
+from impasto.nets.blocks import ConvLayer, Plan, UpsampleConvLayer, residual_plan, run_plan, transformer_plan
 
 
 class ResidualBlock(nn.Module):
@@ -25,8 +25,7 @@ class ResidualBlock(nn.Module):
         self.in2 = nn.InstanceNorm2d(channels, affine=True)
 
     def plan(self) -> Plan:
-        return [("push",), ("spatial", self.conv1), ("norm", self.in1), ("act", relu),
-                ("spatial", self.conv2), ("norm", self.in2), ("add",)]
+        return residual_plan(self)
 
 
 class TransformerNet(nn.Module):
@@ -59,15 +58,7 @@ class TransformerNet(nn.Module):
     multiple = 4
 
     def plan(self) -> Plan:
-        steps: list = [("spatial", self.conv1), ("norm", self.in1), ("act", relu),
-                       ("spatial", self.conv2), ("norm", self.in2), ("act", relu),
-                       ("spatial", self.conv3), ("norm", self.in3), ("act", relu)]
-        for i in range(1, self.res_blocks + 1):
-            steps += getattr(self, f"res{i}").plan()
-        steps += [("spatial", self.deconv1), ("norm", self.in4), ("act", relu),
-                  ("spatial", self.deconv2), ("norm", self.in5), ("act", relu),
-                  ("spatial", self.deconv3)]
-        return steps
+        return transformer_plan(self) + [("spatial", self.deconv3)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return run_plan(self.plan(), x)
