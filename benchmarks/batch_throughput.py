@@ -13,7 +13,9 @@ the 2-worker rate over the 1-worker rate, measures adding a worker; one more loc
 torch threads over all cores (what `--workers 1` gives). In Ray mode the local instance is started
 once, before the timed runs (a real cluster is already up); the actors start inside each timed run.
 On a shared machine the load average and CPU pressure say how much of the CPU the benchmark really had, and the
-median CPU seconds per image (from the manifest records) show whether the work itself changed.
+median CPU seconds per image (from the manifest records) show whether the work itself changed;
+workers / CPU seconds per image ("cpu_bound") is the rate each single-threaded worker would reach with a core of
+its own, an estimate rather than a measurement.
 """
 
 from __future__ import annotations
@@ -66,7 +68,10 @@ def timed_run(src: Path, workers: int, threads: int | None, ray: str | None, dev
             "first_image_s": round(finished[0] - start, 3),
             "steady_images_per_s": round((len(finished) - 1) / steady_span, 3) if steady_span > 0 else 0.0,
             "median_image_s": round(statistics.median(r["seconds"] for r in records), 4),
-            "median_image_cpu_s": round(statistics.median(r["cpu_seconds"] for r in records), 4)}
+            "median_image_cpu_s": round(statistics.median(r["cpu_seconds"] for r in records), 4),
+            # Not measured wall time: the rate if each single-threaded worker had a core to itself.
+            "cpu_bound_images_per_s": round(workers / statistics.median(r["cpu_seconds"] for r in records), 2)
+            if threads == 1 else None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,11 +110,12 @@ def main(argv: list[str] | None = None) -> int:
                 if mode == "ray":
                     ray.shutdown()
             one, two = results[mode]["1"], results[mode]["2"]
-            for key in ("end_to_end", "steady"):
+            for key in ("end_to_end", "steady", "cpu_bound"):
                 a, b = one[f"{key}_images_per_s"], two[f"{key}_images_per_s"]
                 results[mode][f"scaling_{key}"] = round(b / a, 2) if a else 0.0  # type: ignore[assignment]
             print(f"{mode:5s} scaling 2 vs 1 worker: x{results[mode]['scaling_end_to_end']} end to end, "
-                  f"x{results[mode]['scaling_steady']} steady")
+                  f"x{results[mode]['scaling_steady']} steady, x{results[mode]['scaling_cpu_bound']} from CPU "
+                  f"seconds per image (a core per worker)")
     import torch
 
     report = {
