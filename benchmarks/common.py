@@ -170,22 +170,27 @@ class PeakMemory:
 
 def measure(fn: Callable[[], Any], device: str, runs: int, warmup: int = 1) -> dict[str, Any]:
     """Median wall time of `runs` calls after `warmup` untimed ones, and the peak memory of the timed calls.
-    Returns {"median_s", "all_s", "peak_mib", "result"} (the last call's return value)."""
+    Returns {"median_s", "all_s", "cpu_s", "peak_mib", "result"} (the last call's return value). cpu_s is the
+    median process CPU time (all threads) per call: on an oversubscribed machine wall time is partly the wait
+    for a core and this is not (though OpenMP threads spinning at a barrier do count)."""
     result = None
     for _ in range(warmup):
         result = fn()
         sync(device)
     times: list[float] = []
+    cpu: list[float] = []
     peak = 0
     for _ in range(runs):
         result = None  # drop the previous output so it does not count towards this call's peak
         with PeakMemory(device) as mem:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             result = fn()
             sync(device)
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - cpu_start)
         peak = max(peak, mem.peak)
-    return {"median_s": statistics.median(times), "all_s": times, "peak_mib": peak / 2**20, "result": result}
+    return {"median_s": statistics.median(times), "all_s": times, "cpu_s": statistics.median(cpu),
+            "peak_mib": peak / 2**20, "result": result}
 
 
 # ---- output ----
