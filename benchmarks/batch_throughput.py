@@ -63,7 +63,8 @@ def timed_run(src: Path, workers: int, threads: int | None, ray: str | None, dev
     if summary.failed or summary.done != len(finished):
         raise RuntimeError(f"benchmark batch failed: {summary.errors[:3]}")
     steady_span = finished[-1] - finished[0]
-    return {"images": summary.done, "threads_per_worker": threads or os.cpu_count() or 1, "wall_s": round(wall, 3),
+    return {"images": summary.done, "threads_per_worker": threads or os.cpu_count() or 1,
+            "workers_that_did_work": len({r["worker"] for r in records}), "wall_s": round(wall, 3),
             "end_to_end_images_per_s": round(summary.done / wall, 3),
             "first_image_s": round(finished[0] - start, 3),
             "steady_images_per_s": round((len(finished) - 1) / steady_span, 3) if steady_span > 0 else 0.0,
