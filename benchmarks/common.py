@@ -36,6 +36,8 @@ def parser(description: str | None) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--out-dir", type=Path, default=OUT_DIR, help="where NAME.json and NAME.png go")
     p.add_argument("--runs", type=int, default=None, help="timed runs per figure (default: per script)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice, one per core); recorded in the JSON")
     return p
 
 
@@ -94,15 +96,16 @@ def machine(device: str) -> dict[str, Any]:
 
 
 @contextmanager
-def quick_threads(quick: bool) -> Iterator[None]:
-    """One torch thread for --quick runs, restored after. The smoke test runs the scripts on tiny tensors,
-    where a second thread buys nothing; on a machine whose cores are oversubscribed, a parallel region
-    also waits for both threads to be scheduled, which made the tiny runs 2-3x slower in wall time."""
+def quick_threads(quick: bool, threads: int | None = None) -> Iterator[None]:
+    """Set torch's thread count for one script run (`threads`, or 1 for --quick), restored after. The smoke
+    test runs the scripts on tiny tensors, where a second thread buys nothing; on a machine whose cores are
+    oversubscribed, a parallel region also waits for both threads to be scheduled, which made the tiny runs
+    2-3x slower in wall time."""
     import torch
 
     before = torch.get_num_threads()
-    if quick:
-        torch.set_num_threads(1)
+    if threads or quick:
+        torch.set_num_threads(threads or 1)
     try:
         yield
     finally:
@@ -226,6 +229,13 @@ def save_plot(out_dir: Path, name: str, draw: Callable[[Any], None]) -> Path | N
 
 def _show(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def where(report: dict[str, Any]) -> str:
+    """The machine line of a plot title: device, torch threads on CPU, load average at the start."""
+    m = report["machine"]
+    threads = "" if m["device"].startswith("cuda") else f", {m['torch_threads']} torch threads"
+    return f"{m['device_name']}{threads}, load {report['load_average_before_after'][0]:.1f}"
 
 
 def stamp() -> str:

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     p = common.parser(__doc__)
     p.add_argument("--warmup", type=int, default=2, help="iterations excluded from the timing")
     args = p.parse_args(argv)
-    with common.quick_threads(args.quick):
+    with common.quick_threads(args.quick, args.threads):
         return _run(args)
 
 
@@ -118,8 +118,7 @@ def _plot(plt: Any, report: dict[str, Any]) -> None:
     ax.set_xticks(range(len(sizes)), [f"{s}x{s}" for s in sizes])
     ax.set_ylabel("seconds per iteration (median)")
     ax.legend()
-    fig.suptitle(f"Gatys, {report['machine']['device_name']}, load {report['load_average_before_after'][0]:.1f}",
-                 fontsize=9)
+    fig.suptitle(f"Gatys, {common.where(report)}", fontsize=9)
 
 
 if __name__ == "__main__":

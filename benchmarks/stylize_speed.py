@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiled-configs", type=lambda v: tuple(v.split(",")), help="ours at the tiled size: fp32,bf16")
     p.add_argument("--compile-at", type=_ints, help="sizes to also run compiled (default 1024; 0: none)")
     args = p.parse_args(argv)
-    with common.quick_threads(args.quick):
+    with common.quick_threads(args.quick, args.threads):
         return _run(args)
 
 
@@ -312,8 +312,7 @@ def _plot(plt: Any, report: dict[str, Any]) -> None:
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
     ax1.legend()
-    m = report["machine"]
-    fig.suptitle(f"Stylization, {m['device_name']}, load {report['load_average_before_after'][0]:.1f}\n"
+    fig.suptitle(f"Stylization, {common.where(report)}\n"
                  f"{report['weights']}", fontsize=9)
 
 
