@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing as mp
 import os
-import queue
-import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +34,6 @@ log = logging.getLogger(__name__)
 FORMATS = {"png": ".png", "jpg": ".jpg", "tif": ".tif", "webp": ".webp"}
 MANIFEST_NAME = "impasto-manifest.jsonl"
 TMP_MARK = ".impasto-tmp-"  # in temporary output names; a crashed run's leftovers are removed by the next
-WORKER_MEMORY = 1 << 30  # rough working set of one CPU worker: model, one image, tiles (bytes)
 Record = dict[str, Any]
 
 
@@ -183,31 +178,7 @@ def worker_name(device: str) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{device}"
 
 
-# ---- the local pool ----
-
-
-def local_slots(config: EngineConfig, workers: int | None) -> list[str]:
-    """One device name per worker: one model instance per GPU; on CPU, bounded by cores and memory."""
-    import torch
-
-    from impasto.service import available_memory
-
-    if config.device in ("auto", "cuda") and torch.cuda.is_available():
-        gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-        return gpus[: workers or len(gpus)]
-    if config.device not in ("auto", "cpu"):
-        return [config.device]  # one named accelerator: one model instance
-    cap = max(1, min(os.cpu_count() or 1, available_memory() // WORKER_MEMORY))
-    if workers and workers > cap:
-        log.warning("batch: %d workers asked for, %d fit this machine's cores and memory", workers, cap)
-    # Default: one single-threaded worker per core. Images are independent, so processes scale with no
-    # synchronisation, while intra-op threads wait on each other at every layer (badly so on a busy machine).
-    return ["cpu"] * min(workers or cap, cap)
-
-
-def cpu_threads(workers: int, threads: int | None) -> int:
-    """Torch threads per CPU worker: as asked, else the cores shared out (so --workers 1 still uses them all)."""
-    return threads or max(1, (os.cpu_count() or 1) // workers)
+# ---- workers ----
 
 
 def engine_for(config: EngineConfig, device: str, slots: int) -> Engine:
@@ -219,80 +190,8 @@ def engine_for(config: EngineConfig, device: str, slots: int) -> Engine:
     return Engine(replace(config, device=device))
 
 
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(job: BatchJob, devices: mp.Queue, threads: int, slots: int) -> None:
-    # Ctrl-C goes to the whole process group: the driver decides, workers finish the image they are on.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    device = devices.get()
-    if device == "cpu":
-        import torch
-
-        torch.set_num_threads(threads)  # N workers share the cores instead of each using all of them
-    _WORKER.update(job=job, engine=engine_for(job.config, device, slots), name=worker_name(device))
-
-
-def _work(task: Task) -> Record:
-    return process(_WORKER["engine"], _WORKER["job"], task, _WORKER["name"])
-
-
-def run_local(job: BatchJob, tasks: list[Task], workers: int | None, cancel: CancelToken,
-              threads: int | None = None) -> Iterator[Record]:
-    """Records as images finish. A cancel stops new work; images already started are finished and reported."""
-    slots = local_slots(job.config, workers)
-    threads = cpu_threads(len(slots), threads)
-    if len(slots) == 1:
-        import torch
-
-        engine = engine_for(job.config, slots[0], 1)
-        name = worker_name(slots[0])
-        before = torch.get_num_threads()
-        if slots[0] == "cpu":
-            torch.set_num_threads(threads)
-        try:
-            for task in tasks:
-                if cancel.cancelled:
-                    return
-                yield process(engine, job, task, name, cancel)
-        except Cancelled:
-            return
-        finally:
-            torch.set_num_threads(before)  # in-process: leave the caller's setting as it was
-        return
-    ctx = mp.get_context("spawn")  # fork would copy torch's thread pools and locks mid-use
-    devices: mp.Queue = ctx.Queue()
-    for d in slots:
-        devices.put(d)
-    pool = ProcessPoolExecutor(len(slots), mp_context=ctx, initializer=_init_worker,
-                               initargs=(job, devices, threads, len(slots)))
-    pending = iter(tasks)
-    running: set[Future[Record]] = set()
-    try:
-        while True:
-            # Keep each worker one image ahead, no more, so a cancel leaves little queued.
-            while not cancel.cancelled and len(running) < 2 * len(slots):
-                nxt = next(pending, None)
-                if nxt is None:
-                    break
-                running.add(pool.submit(_work, nxt))
-            if not running:
-                return
-            finished, running = wait(running, return_when=FIRST_COMPLETED)
-            for f in finished:
-                yield f.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        _drain(devices)
-
-
-def _drain(q: mp.Queue) -> None:
-    try:
-        while True:
-            q.get_nowait()
-    except (queue.Empty, OSError, ValueError):
-        pass
-    q.close()
+def failed_record(task: Task, error: str, worker: str) -> Record:
+    return _record(task, "error", error=error, worker=worker)
 
 
 # ---- the driver ----
@@ -358,6 +257,8 @@ def _execute(job: BatchJob, todo: list[Task], workers: int | None, threads: int 
         from impasto import batch_ray
 
         return batch_ray.run_ray(job, todo, ray, workers, cancel, threads or 1)
+    from impasto.batch_local import run_local
+
     return run_local(job, todo, workers, cancel, threads)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
@@ -14,12 +15,11 @@ from impasto.batch import (
     MANIFEST_NAME,
     TMP_MARK,
     BatchJob,
-    cpu_threads,
-    local_slots,
     plan,
     read_manifest,
     run_batch,
 )
+from impasto.batch_local import cpu_threads, local_slots
 from impasto.cancel import CancelToken
 from impasto.cli import main
 from impasto.imageio import read_image, write_image
@@ -225,3 +225,26 @@ def test_manifest_is_jsonl_with_one_record_per_line(tmp_path: Path, impasto_home
         rec = json.loads(line)
         assert set(rec) >= {"input", "output", "status", "seconds", "cpu_seconds", "time", "error", "worker"}
         assert os.path.isabs(rec["output"])
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_batch_costs_only_its_images(tmp_path: Path, impasto_home: Path) -> None:
+    src, out = make_tree(tmp_path), tmp_path / "out"
+    killed: list[int] = []
+
+    def kill_once(rec: dict) -> None:
+        if not killed and rec["worker"].count(":") == 2:
+            killed.append(int(rec["worker"].split(":")[1]))
+            os.kill(killed[0], signal.SIGKILL)  # as the kernel's OOM killer would
+
+    first = run_batch(STYLE, src, out, workers=2, threads=1, on_record=kill_once)
+    lost = [rel for rel, error in first.errors if "worker process died" in error]
+    assert killed and lost and not first.interrupted
+    assert first.done + first.failed == 7  # every input accounted for: the rest went on in a new pool
+    before = stats(out)
+    assert sorted(before) == sorted(set(GOOD) - set(lost))
+    second = run_batch(STYLE, src, out, workers=1, threads=1)
+    assert second.done == len(set(GOOD) & set(lost)) and second.skipped == first.done
+    after = stats(out)
+    assert sorted(after) == GOOD and all(after[k] == v for k, v in before.items())
+    assert done_counts(out / MANIFEST_NAME) == Counter(GOOD)
