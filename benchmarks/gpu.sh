@@ -45,50 +45,6 @@ step gatys_speed 70 --device cuda
 step speed_quality 120 --device cuda --size 512 --iterations 200
 step transport 60
 
-"$PY" - "$OUT_DIR" <<'EOF'
-import json, sys
-from pathlib import Path
-
-out = Path(sys.argv[1])
-
-def load(name):
-    p = out / f"{name}.json"
-    return json.loads(p.read_text()) if p.is_file() else None
-
-print("\n==== summary", out)
-s = load("stylize_speed")
-if s:
-    print(f"stylize ({s['machine']['device_name']}; {s['weights']})")
-    print(f"  {'size':>5} {'config':>14} {'median s':>9} {'peak MiB':>9} {'vs ref':>7} {'max diff %':>10}")
-    for r in s["rows"]:
-        vs = "-" if r["speedup_vs_reference"] is None else f"{r['speedup_vs_reference']:.2f}x"
-        d = "-" if r["max_diff_pct"] is None else f"{r['max_diff_pct']:.3f}"
-        print(f"  {r['size']:>5} {r['config']:>14} {r['median_s']:>9.4f} {r['peak_mib']:>9.0f} {vs:>7} {d:>10}")
-    for c in s["compile"]:
-        print(f"  compile at {c['size']}: {c['compile_s'] if c['compile_s'] is not None else c.get('error')}")
-    print("  " + s["goal"]["verdict"])
-g = load("gatys_speed")
-if g:
-    print(f"gatys s/iteration ({g['machine']['device_name']})")
-    for r in g["rows"]:
-        print(f"  {r['size']:>5} {r['implementation']:>15} {r['s_per_iteration']:.4f} s  {r['speedup_vs_reference']:.2f}x")
-q = load("speed_quality")
-if q:
-    print(f"speed vs quality ({q['machine']['device_name']}, long side {q['size_long_side']}, {q['iterations']} it)")
-    for p in q["pairs"]:
-        ff = p["feedforward"]
-        line = f"  {p['content'].rsplit('/', 1)[-1]} x {p['style']}: FF {ff['time_s']:.4f} s"
-        for init in ("content", "noise"):
-            c = p["gatys"][init]
-            reach = f"it {c['reach_iteration']} / {c['reach_time_s']:.2f} s" if c["reach_iteration"] is not None else "never"
-            line += f" | from {init}: {reach}"
-        line += f" | from FF: final/FF loss {p['gatys']['feedforward']['final_loss'] / ff['loss']:.2f}"
-        print(line)
-t = load("transport")
-if t:
-    print("transport (server on CPU; medians, s)")
-    for size, m in t["medians_s"].items():
-        print(f"  {size:>5}: copy {m['memory_copy_s']:.3f}  grpcio {m['grpcio_client_s']:.3f}  "
-              f"pure-Python {m['pure_python_client_s']:.3f}")
-EOF
+echo; echo "==== summary ($OUT_DIR)"
+"$PY" benchmarks/tables.py "$OUT_DIR"
 for k in stylize_speed gatys_speed speed_quality transport; do echo "  $k: ${STATUS[$k]:-not run}"; done

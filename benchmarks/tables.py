@@ -1,0 +1,112 @@
+"""Markdown tables from the benchmark JSON files, for docs/benchmarks.md and gpu.sh's summary.
+
+    .venv/bin/python benchmarks/tables.py [DIR]      (default docs/benchmarks)
+
+Prints one table per JSON found, each headed by the machine that produced it (the card or the CPU, torch
+threads, load average), so a figure never appears without its machine.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+OUT_DIR = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
+
+
+def _load(folder: Path, name: str) -> dict[str, Any] | None:
+    path = folder / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _machine(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    load = r["load_average_before_after"]
+    threads = "" if m["device"].startswith("cuda") else f", torch threads: {m['torch_threads']}"
+    return f"*{m['device_name']}{threads}; load average {load[0]:.1f} before, {load[1]:.1f} after; {r['measured']}*"
+
+
+def _num(v: float | None, spec: str, suffix: str = "") -> str:
+    return "–" if v is None else f"{v:{spec}}{suffix}"
+
+
+def stylize(r: dict[str, Any]) -> list[str]:
+    out = [f"Stylization ({r['weights']}). {_machine(r)}", "",
+           "| size | config | median s | CPU s | runs | peak MiB | vs reference | max diff | p99.9 diff |",
+           "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in r["rows"]:
+        out.append(f"| {row['size']}² | {row['config']} | {row['median_s']:.3f} | {_num(row.get('cpu_s'), '.2f')} | "
+                   f"{row.get('runs', len(row['all_s']))} | {row['peak_mib']:.0f} | "
+                   f"{_num(row['speedup_vs_reference'], '.2f', '×')} | {_num(row['max_diff_pct'], '.2f', '%')} | "
+                   f"{_num(row['p999_diff_pct'], '.3f', '%')} |")
+    for c in r["compile"]:
+        done = f"{c['compile_s']:.1f} s" if c.get("compile_s") is not None else f"failed ({c.get('error')})"
+        out.append(f"\ntorch.compile at {c['size']}²: first call {done} (not in the latency).")
+    if r.get("trained_weights_check"):
+        out += ["", "| trained weights | against | size | max diff | p99.9 diff |", "|---|---|---:|---:|---:|"]
+        for t in r["trained_weights_check"]:
+            out.append(f"| {t['weights']} | {t['against']} | {t['size']}² | {t['max_diff_pct']:.2f}% | "
+                       f"{t['p999_diff_pct']:.3f}% |")
+    out += ["", f"{r['goal']['verdict']}."]
+    return out
+
+
+def gatys(r: dict[str, Any]) -> list[str]:
+    out = [f"Gatys, {r['timed_iterations']} timed iterations after {r['warmup_iterations']} warm-up. {_machine(r)}",
+           "", "| size | implementation | s / iteration | vs reference | first loss |", "|---:|---|---:|---:|---:|"]
+    for row in r["rows"]:
+        out.append(f"| {row['size']}² | {row['implementation']} | {row['s_per_iteration']:.4f} | "
+                   f"{row['speedup_vs_reference']:.2f}× | {row['first_loss']:.6g} |")
+    return out
+
+
+def speed_quality(r: dict[str, Any]) -> list[str]:
+    out = [f"Speed vs quality, content long side {r['size_long_side']}, {r['iterations']} Gatys iterations. "
+           f"{_machine(r)}", "",
+           "| pair | feed-forward s | FF loss | Gatys from | reaches FF loss at | time | FF speed-up "
+           "| final / FF loss |",
+           "|---|---:|---:|---|---:|---:|---:|---:|"]
+    for p in r["pairs"]:
+        ff = p["feedforward"]
+        name = f"{p['content'].rsplit('/', 1)[-1]} × {p['style']}"
+        ff_time, ff_loss = f"{ff['time_s']:.3f}", f"{ff['loss']:.3g}"
+        for init, c in p["gatys"].items():
+            k, t = c["reach_iteration"], c["reach_time_s"]
+            reach = "(starts there)" if init == "feedforward" else ("not reached" if k is None else f"iteration {k}")
+            speed = p["speedup_at_equal_loss"].get(init)
+            out.append(f"| {name} | {ff_time} | {ff_loss} | {init} | {reach} | {_num(t, '.2f', ' s')} "
+                       f"| {_num(speed, '.0f', '×')} | {c['final_loss'] / ff['loss']:.3f} |")
+            name = ff_time = ff_loss = ""  # once per pair
+    return out
+
+
+def transport(r: dict[str, Any]) -> list[str]:
+    m = r["machine"]
+    load = m["load_average_before_after"]
+    out = [f"Transport, median of {r['runs']} round trips. *{m.get('cpu', '')} ({m['cpus']} CPUs); load average "
+           f"{load[0]:.1f} before, {load[1]:.1f} after; {r['measured']}*", "",
+           "| image (RGBA u8) | memory copy s | grpcio client s | pure-Python client s | CPU s per trip (grpcio) |",
+           "|---|---:|---:|---:|---:|"]
+    for size, med in r["medians_s"].items():
+        cpu = r["all_s"][size].get("grpcio_cpu_per_trip_s")
+        out.append(f"| {size}×{size} | {med['memory_copy_s']:.4f} | {med['grpcio_client_s']:.3f} | "
+                   f"{med['pure_python_client_s']:.3f} | {_num(cpu, '.3f')} |")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    folder = Path(args[0]) if args else OUT_DIR
+    for name, render in (("stylize_speed", stylize), ("gatys_speed", gatys), ("speed_quality", speed_quality),
+                         ("transport", transport)):
+        report = _load(folder, name)
+        if report is not None:
+            print(f"### {name}\n")
+            print("\n".join(render(report)) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
