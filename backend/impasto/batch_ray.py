@@ -20,11 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from impasto.batch import BatchJob, Record, Task, engine_for, process, worker_name
+from impasto.batch import BatchJob, Record, Task, engine_for, failed_record, process, worker_name
 from impasto.cancel import CancelToken
 from impasto.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
+
+# Ray retries an image whose actor died (node lost, OOM, native crash) on a restarted actor; Ray Data's default
+# is to retry forever, which one image that crashes its decoder would turn into a hang.
+RETRIES = 2
+LOST = f"the worker died on this image {RETRIES + 1} times (out of memory? a crash in a decoder?); rerun to retry"
 
 
 def import_ray() -> Any:
@@ -84,9 +89,11 @@ def run_ray(job: BatchJob, tasks: list[Task], address: str, workers: int | None,
             ray.init(address=address)
         started = True
     rows: Iterator[dict[str, Any]] | None = None
+    ctx = ray.data.DataContext.get_current()
+    saved = ctx.enable_progress_bars, ctx.max_errored_blocks
     try:
-        ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # our own bar counts images; Ray's would fight it for the terminal
+        ctx.max_errored_blocks = -1  # an image that failed every retry is reported by us; the rest go on
         if not log.isEnabledFor(logging.DEBUG):
             logging.getLogger("ray.data").setLevel(logging.WARNING)
         use_gpu, size, slots = _placement(ray, job, workers, threads)
@@ -102,13 +109,21 @@ def run_ray(job: BatchJob, tasks: list[Task], address: str, workers: int | None,
             compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=2),
             num_cpus=1 if use_gpu else threads,  # one CPU slot: `threads` cores
             num_gpus=1 if use_gpu else 0,
+            max_task_retries=RETRIES,
         )
         rows = iter(ds.iter_rows())
+        seen = set()
         for row in rows:
-            yield json.loads(row["record"])
+            rec = json.loads(row["record"])
+            seen.add(rec["input"])
+            yield rec
             if cancel.cancelled:
-                break
+                return
+        for task in tasks:
+            if task.rel not in seen:  # its block errored out after every retry
+                yield failed_record(task, LOST, "lost")
     finally:
+        ctx.enable_progress_bars, ctx.max_errored_blocks = saved
         close = getattr(rows, "close", None)
         if close is not None:
             close()  # stops the streaming executor, so no worker starts another image after we return

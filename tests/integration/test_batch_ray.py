@@ -108,3 +108,17 @@ def test_ray_interrupted_then_resumed(ray_local: object, tmp_path: Path, impasto
     assert sorted(after) == GOOD
     assert all(after[k] == v for k, v in before.items())  # finished outputs were not rewritten
     assert done_counts(out / MANIFEST_NAME) == Counter(GOOD)  # each input recorded done once
+
+
+def test_ray_actor_killed_mid_batch_is_retried(ray_local: object, tmp_path: Path, impasto_home: Path) -> None:
+    src, out = make_tree(tmp_path), tmp_path / "out"
+    killed: list[int] = []
+
+    def kill_once(rec: dict) -> None:
+        if not killed and rec["status"] == "done":
+            killed.append(int(rec["worker"].split(":")[1]))
+            os.kill(killed[0], signal.SIGKILL)  # as a lost node or the OOM killer would
+
+    summary = run_batch(STYLE, src, out, workers=2, ray="auto", on_record=kill_once)
+    assert killed and (summary.done, summary.failed) == (5, 2)  # Ray restarted the actor and retried its images
+    assert sorted(stats(out)) == GOOD and done_counts(out / MANIFEST_NAME) == Counter(GOOD)
