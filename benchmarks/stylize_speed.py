@@ -22,6 +22,7 @@ at least 4x the reference at 1024x1024 with the largest difference under 2% of t
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from typing import Any
@@ -181,6 +182,12 @@ def _run(args: Any) -> int:
         if size in plan.compile_sizes:
             _compiled_row(ours, x, configs[half_name], f"{half_name}+compile", size, dev, runs, ref, record, compiles)
         del x, ref
+        # a partial report after each size: a run cut short (a busy machine, a time limit) still leaves figures
+        partial = {"complete": False, "machine": common.machine(dev), "weights": weights, "rows": rows,
+                   "compile": compiles, "load_average_before_after": [load_before, common.load_average()],
+                   "measured": common.stamp()}
+        (args.out_dir / "stylize_speed.partial.json").parent.mkdir(parents=True, exist_ok=True)
+        (args.out_dir / "stylize_speed.partial.json").write_text(json.dumps(partial, indent=2) + "\n")
 
     trained = _trained_check(plan, configs["fp32"], configs[half_name], dev, args.quick)
     goal = _goal(rows, half_name)
@@ -197,6 +204,7 @@ def _run(args: Any) -> int:
     print(f"load average before/after: {load_before:.1f} / {load_after:.1f} on {common.machine(dev)['cpus']} CPUs")
 
     report = {
+        "complete": True,
         "what": "feed-forward stylization latency and peak memory, ours (run_network) vs the plain reference",
         "machine": common.machine(dev),
         "weights": weights,
@@ -213,6 +221,7 @@ def _run(args: Any) -> int:
         "measured": common.stamp(),
     }
     common.write_json(args.out_dir, "stylize_speed", report)
+    (args.out_dir / "stylize_speed.partial.json").unlink(missing_ok=True)
     common.save_plot(args.out_dir, "stylize_speed", lambda plt: _plot(plt, report))
     return 0
 

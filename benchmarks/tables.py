@@ -34,12 +34,16 @@ def _num(v: float | None, spec: str, suffix: str = "") -> str:
 
 def stylize(r: dict[str, Any]) -> list[str]:
     out = [f"Stylization ({r['weights']}). {_machine(r)}", "",
-           "| size | config | median s | CPU s | runs | peak MiB | vs reference | max diff | p99.9 diff |",
-           "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "| size | config | median s | CPU s | runs | peak MiB | vs ref | vs ref, CPU s | max diff | p99.9 diff |",
+           "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    ref_cpu = {row["size"]: row.get("cpu_s") for row in r["rows"] if row["config"] == "reference"}
     for row in r["rows"]:
+        # the same ratio on process CPU time: on a shared machine wall time is partly the wait for a core
+        cpu_ratio = ref_cpu[row["size"]] / row["cpu_s"] if ref_cpu.get(row["size"]) and row.get("cpu_s") else None
         out.append(f"| {row['size']}² | {row['config']} | {row['median_s']:.3f} | {_num(row.get('cpu_s'), '.2f')} | "
                    f"{row.get('runs', len(row['all_s']))} | {row['peak_mib']:.0f} | "
-                   f"{_num(row['speedup_vs_reference'], '.2f', '×')} | {_num(row['max_diff_pct'], '.2f', '%')} | "
+                   f"{_num(row['speedup_vs_reference'], '.2f', '×')} | {_num(cpu_ratio, '.2f', '×')} | "
+                   f"{_num(row['max_diff_pct'], '.2f', '%')} | "
                    f"{_num(row['p999_diff_pct'], '.3f', '%')} |")
     for c in r["compile"]:
         done = f"{c['compile_s']:.1f} s" if c.get("compile_s") is not None else f"failed ({c.get('error')})"
