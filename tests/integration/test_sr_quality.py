@@ -16,7 +16,7 @@ from impasto.service import Engine, EngineConfig
 def test_upscale_x4_beats_bicubic_on_set5(shared: Path) -> None:
     engine = Engine(EngineConfig(device="cpu"))
     ours, base = [], []
-    for _, hr, lr in find_pairs(shared / "sr/eval_x4/Set5", 4):
+    for _name, hr, lr, _gray in find_pairs(shared / "sr/eval_x4/Set5", 4):
         out = engine.upscale(PixelBuffer.from_array(lr), 4).array
         assert out.shape == hr.shape
         ours.append(psnr_y(out, hr, 4))
