@@ -242,9 +242,10 @@ def test_a_worker_killed_mid_batch_costs_only_its_images(tmp_path: Path, impasto
     assert killed and lost and not first.interrupted
     assert first.done + first.failed == 7  # every input accounted for: the rest went on in a new pool
     before = stats(out)
-    assert sorted(before) == sorted(set(GOOD) - set(lost))
+    # The killed worker may have renamed an output into place just before it died: that one is found next time.
+    assert set(GOOD) - set(lost) <= set(before) <= set(GOOD)
     second = run_batch(STYLE, src, out, workers=1, threads=1)
-    assert second.done == len(set(GOOD) & set(lost)) and second.skipped == first.done
+    assert second.done == len(set(GOOD) - set(before)) and second.skipped == len(before)
     after = stats(out)
     assert sorted(after) == GOOD and all(after[k] == v for k, v in before.items())
     assert done_counts(out / MANIFEST_NAME) == Counter(GOOD)
