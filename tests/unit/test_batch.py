@@ -239,7 +239,9 @@ def test_a_worker_killed_mid_batch_costs_only_its_images(tmp_path: Path, impasto
 
     first = run_batch(STYLE, src, out, workers=2, threads=1, on_record=kill_once)
     lost = [rel for rel, error in first.errors if "worker process died" in error]
-    assert killed and lost and not first.interrupted
+    # Usually the dead worker had images in hand (lost); under load all results may be in before the kill.
+    assert killed and not first.interrupted
+    assert {rel for rel, _ in first.errors} == {"broken.png", "huge.png", *lost}
     assert first.done + first.failed == 7  # every input accounted for: the rest went on in a new pool
     before = stats(out)
     # The killed worker may have renamed an output into place just before it died: that one is found next time.
