@@ -2,6 +2,9 @@
 
     .venv/bin/python benchmarks/batch_throughput.py [--images 24] [--size 128] [--modes local,ray]
                                                     [--device cpu] [--out docs/benchmarks/batch.json]
+                                                    [--quick] [--out-dir DIR]
+
+--quick (a smoke test) runs 8 images of 48 px, local mode only unless --modes says otherwise.
 
 Each run stylizes the same folder of crops of a bundled sample photo into a fresh output folder through
 `impasto.batch.run_batch`, the code behind the CLI. Two rates per run:
@@ -77,13 +80,20 @@ def timed_run(src: Path, workers: int, threads: int | None, ray: str | None, dev
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=24)
-    parser.add_argument("--size", type=int, default=128, help="side of each square image, px")
-    parser.add_argument("--modes", default="local,ray", help="comma-separated: local, ray")
+    parser.add_argument("--images", type=int, default=None, help="how many images (default 24; --quick 8)")
+    parser.add_argument("--size", type=int, default=None, help="square side, px (default 128; --quick 48)")
+    parser.add_argument("--modes", default=None, help="comma-separated: local, ray (default both; --quick local)")
+    parser.add_argument("--quick", action="store_true", help="few small images, local mode (smoke test)")
+    parser.add_argument("--out-dir", type=Path, default=None, help="folder for batch.json (instead of --out)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--style", default="wave")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "batch.json")
     args = parser.parse_args(argv)
+    args.images = args.images or (8 if args.quick else 24)
+    args.size = args.size or (48 if args.quick else 128)
+    args.modes = args.modes or ("local" if args.quick else "local,ray")
+    if args.out_dir:
+        args.out = args.out_dir / "batch.json"
     modes = [m for m in args.modes.split(",") if m]
     results: dict[str, dict[str, dict[str, float]]] = {}
     load_before, pressure_before = os.getloadavg()[0], _cpu_pressure()
