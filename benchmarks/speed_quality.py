@@ -62,28 +62,33 @@ def style_image(name: str) -> torch.Tensor:
 
 
 def gatys_curve(content: torch.Tensor, style: torch.Tensor, init: Any, iterations: int, dev: str,
-                offset: float) -> dict[str, Any]:
+                offset: float, cpu_offset: float) -> dict[str, Any]:
     """Loss after k iterations (k = 0..n) and the wall time at which those pixels existed."""
     from impasto import gatys
 
     stamps: list[float] = []
+    cpu_stamps: list[float] = []
 
     def progress(stage: str, fraction: float) -> None:
         stamps.append(time.perf_counter())
+        cpu_stamps.append(time.process_time())
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     result = gatys.run(content.to(dev), style.to(dev), init=init, iterations=iterations, device=dev,
                        progress=progress)
     # history[k] scores the pixels left after k iterations, which existed at the k-th progress call
     times = [offset] + [offset + s - start for s in stamps]
-    return {"history": result.history[: len(times)], "times_s": times, "final_terms": result.terms}
+    # process CPU time beside wall time: on a shared machine the wall clock mostly measures the queue
+    cpu = [cpu_offset] + [cpu_offset + c - cpu_start for c in cpu_stamps]
+    return {"history": result.history[: len(times)], "times_s": times, "cpu_s": cpu, "final_terms": result.terms}
 
 
-def first_reach(curve: dict[str, Any], target: float) -> tuple[int | None, float | None]:
-    for k, (loss, t) in enumerate(zip(curve["history"], curve["times_s"], strict=True)):
+def first_reach(curve: dict[str, Any], target: float) -> tuple[int | None, float | None, float | None]:
+    """(iteration, wall s, CPU s) at which the loss first is at or below `target`; Nones if never."""
+    for k, loss in enumerate(curve["history"]):
         if loss <= target:
-            return k, t
-    return None, None
+            return k, curve["times_s"][k], curve["cpu_s"][k]
+    return None, None, None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,29 +127,34 @@ def _run(args: Any) -> int:
         ff_loss = ff_terms["total"]
         entry: dict[str, Any] = {
             "content": content_path, "style": style_name, "size": list(rgb.shape[:2]),
-            "feedforward": {"time_s": ff["median_s"], "all_s": ff["all_s"], "loss": ff_loss, "terms": ff_terms},
-            "gatys": {}, "speedup_at_equal_loss": {},
+            "feedforward": {"time_s": ff["median_s"], "all_s": ff["all_s"], "cpu_s": ff["cpu_s"], "loss": ff_loss,
+                            "terms": ff_terms},
+            "gatys": {}, "speedup_at_equal_loss": {}, "speedup_at_equal_loss_cpu": {},
         }
         print(f"\n{content_path.rsplit('/', 1)[-1]} x {style_name} ({rgb.shape[1]}x{rgb.shape[0]}): feed-forward "
-              f"{ff['median_s']:.3f} s, loss {ff_loss:.4g} (content {ff_terms.get('content', 0):.4g}, "
+              f"{ff['median_s']:.3f} s ({ff['cpu_s']:.3f} CPU s), loss {ff_loss:.4g} "
+              f"(content {ff_terms.get('content', 0):.4g}, "
               f"style {ff_terms.get('style', 0):.4g})")
-        print(f"  {'Gatys from':>12} {'loss at 0':>10} {'final loss':>11} {'reaches FF loss at':>22} "
-              f"{'FF speed-up':>12}")
+        print(f"  {'Gatys from':>12} {'loss at 0':>10} {'final loss':>11} {'reaches FF loss at':>30} "
+              f"{'FF speed-up (wall, CPU)':>17}")
         for init in INITS:
             init_arg = ff_image if init == "feedforward" else init
-            offset = ff["median_s"] if init == "feedforward" else 0.0
-            curve = gatys_curve(content, style, init_arg, iterations, dev, offset)
-            k, t = first_reach(curve, ff_loss) if init != "feedforward" else (None, None)
-            curve.update({"reach_iteration": k, "reach_time_s": t, "final_loss": curve["history"][-1],
+            ff_start = init == "feedforward"
+            curve = gatys_curve(content, style, init_arg, iterations, dev, ff["median_s"] if ff_start else 0.0,
+                                ff["cpu_s"] if ff_start else 0.0)
+            k, t, c = first_reach(curve, ff_loss) if not ff_start else (None, None, None)
+            curve.update({"reach_iteration": k, "reach_time_s": t, "reach_cpu_s": c, "final_loss": curve["history"][-1],
                           "s_per_iteration": statistics.median(np.diff(curve["times_s"][1:]).tolist() or [0.0])})
             entry["gatys"][init] = curve
             if init != "feedforward":
                 entry["speedup_at_equal_loss"][init] = None if t is None else t / ff["median_s"]
+                entry["speedup_at_equal_loss_cpu"][init] = None if c is None else c / ff["cpu_s"]
             reach = ("(starts there)" if init == "feedforward" else
-                     f"it {k}, {t:.2f} s" if k is not None else f"not in {iterations} it")
+                     f"it {k}, {t:.2f} s, {c:.2f} CPU s" if k is not None else f"not in {iterations} it")
             speed = entry["speedup_at_equal_loss"].get(init)
-            print(f"  {init:>12} {curve['history'][0]:>10.4g} {curve['final_loss']:>11.4g} {reach:>22} "
-                  f"{'-' if speed is None else f'{speed:.1f}x':>12}")
+            speed_cpu = entry["speedup_at_equal_loss_cpu"].get(init)
+            print(f"  {init:>12} {curve['history'][0]:>10.4g} {curve['final_loss']:>11.4g} {reach:>30} "
+                  f"{_x(speed):>8} {_x(speed_cpu):>8}")
         results.append(entry)
     load_after = common.load_average()
     print(f"\nload average before/after: {load_before:.1f} / {load_after:.1f} on {common.machine(dev)['cpus']} CPUs")
@@ -162,6 +172,10 @@ def _run(args: Any) -> int:
     common.write_json(args.out_dir, "speed_quality", report)
     common.save_plot(args.out_dir, "speed_quality", lambda plt: _plot(plt, report))
     return 0
+
+
+def _x(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}x"
 
 
 def _plot(plt: Any, report: dict[str, Any]) -> None:

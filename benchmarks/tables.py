@@ -69,19 +69,22 @@ def gatys(r: dict[str, Any]) -> list[str]:
 def speed_quality(r: dict[str, Any]) -> list[str]:
     out = [f"Speed vs quality, content long side {r['size_long_side']}, {r['iterations']} Gatys iterations. "
            f"{_machine(r)}", "",
-           "| pair | feed-forward s | FF loss | Gatys from | reaches FF loss at | time | FF speed-up "
-           "| final / FF loss |",
+           "| pair | feed-forward s (CPU s) | FF loss | Gatys from | reaches FF loss at | time (CPU s) "
+           "| FF speed-up (on CPU s) | final / FF loss |",
            "|---|---:|---:|---|---:|---:|---:|---:|"]
     for p in r["pairs"]:
         ff = p["feedforward"]
         name = f"{p['content'].rsplit('/', 1)[-1]} × {p['style']}"
-        ff_time, ff_loss = f"{ff['time_s']:.3f}", f"{ff['loss']:.3g}"
+        ff_time = f"{ff['time_s']:.3f} ({_num(ff.get('cpu_s'), '.3f')})"
+        ff_loss = f"{ff['loss']:.3g}"
         for init, c in p["gatys"].items():
-            k, t = c["reach_iteration"], c["reach_time_s"]
+            k, t, tc = c["reach_iteration"], c["reach_time_s"], c.get("reach_cpu_s")
             reach = "(starts there)" if init == "feedforward" else ("not reached" if k is None else f"iteration {k}")
             speed = p["speedup_at_equal_loss"].get(init)
+            speed_cpu = p.get("speedup_at_equal_loss_cpu", {}).get(init)
             out.append(f"| {name} | {ff_time} | {ff_loss} | {init} | {reach} | {_num(t, '.2f', ' s')} "
-                       f"| {_num(speed, '.0f', '×')} | {c['final_loss'] / ff['loss']:.3f} |")
+                       f"({_num(tc, '.2f')}) | {_num(speed, '.0f', '×')} ({_num(speed_cpu, '.0f', '×')}) "
+                       f"| {c['final_loss'] / ff['loss']:.3f} |")
             name = ff_time = ff_loss = ""  # once per pair
     return out
 
