@@ -57,12 +57,11 @@ def pixel_loss(output: Tensor, target: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class LossWeights:
-    """λ_c, λ_s, λ_TV, λ_pixel. Defaults are those known to work with the offline VGG-19 on 0-255 images:
-    style 1e5 against content 1 (DESIGN.md, §5); TV small, as in the paper (1e-6..1e-4 range, here per-pixel
-    mean so larger)."""
+    """λ_c, λ_s, λ_TV, λ_pixel, for these mean-normalised losses on 0-255 Caffe features (the offline VGG-19):
+    style 10 against content 1 trains feed-forward nets; Gatys uses 100 (docs/training.md)."""
 
     content: float = 1.0
-    style: float = 1e5
+    style: float = 10.0
     tv: float = 1e-4
     pixel: float = 0.0
 

@@ -3,8 +3,8 @@
 The image transformation network (supplementary Table 1) is trained with Adam on random crops of photos to
 minimise λ_c ℓ_feat + λ_s Σ_j ℓ_style^j + λ_TV ℓ_TV against one style image. The paper trains 40k iterations
 at batch 4 on 256x256 COCO images, lr 1e-3, content relu2_2 and style relu1_2/2_2/3_3/4_3 of VGG-16.
-Where we deviate (offline VGG-19 without relu4_x, weights tuned to our loss normalisation) is in
-docs/training.md.
+Where we deviate (offline VGG-19 without relu4_x, style weights for our loss normalisation, a mid-grey
+start) is in docs/training.md.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from impasto.nets.johnson import build_johnson
 from impasto.nets.vgg import LOSS_NETS, load_loss_net
 from impasto.train_common import ImageFolder, fit, image_grid, load_checkpoint, load_rgb
 
+TRAIN_CONTENT_LAYER = "relu2_2"
+
 
 @dataclass(frozen=True)
 class StyleConfig:
@@ -39,9 +41,11 @@ class StyleConfig:
     lr_schedule: str = "constant"
     warmup: int = 0
     content_weight: float = 1.0
-    style_weight: float = 1e2  # see docs/training.md: our Gram MSE on 0-255 Caffe features
+    # Our losses are means on 0-255 Caffe features; pytorch/examples' 1e5:1e10 on ImageNet-normalised features
+    # converts to about 1:30 here. 10 favours content a little (docs/training.md).
+    style_weight: float = 10.0
     tv_weight: float = 1e-4
-    content_layer: str | None = None  # None: the loss network's default (relu3_3 / relu2_2)
+    content_layer: str | None = None  # None: relu2_2, the paper's
     style_layers: tuple[str, ...] | None = None
     style_size: int | None = 256  # long side of the style image for its Gram targets; None: as is
     widths: tuple[int, int, int] = (32, 64, 128)
@@ -55,7 +59,9 @@ class StyleConfig:
     def resolved(self) -> StyleConfig:
         """Fill the loss-network defaults in, so the saved config says exactly what was used."""
         entry = LOSS_NETS[self.loss_net]
-        return replace(self, content_layer=self.content_layer or entry.default_content,
+        # relu2_2 is the paper's content layer for training and both loss networks have it; Gatys keeps the
+        # entry's default (relu3_3 on the VGG-19), which starts from the photo and so needs no pinning.
+        return replace(self, content_layer=self.content_layer or TRAIN_CONTENT_LAYER,
                        style_layers=tuple(self.style_layers or entry.default_style),
                        out_dir=self.out_dir or str(Path("impasto-train") / self.name))
 

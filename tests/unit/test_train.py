@@ -83,7 +83,7 @@ def test_style_training_lowers_the_loss(photos: Path, style_image: Path, tmp_pat
     assert _mean(h, "total", slice(-4, None)) < 0.7 * _mean(h, "total", slice(0, 4))
     for name in ("latest.pt", "loss.png", "samples_latest.png", "history.json"):
         assert (tmp_path / "run" / name).is_file(), name
-    assert run.config.content_layer == "relu3_3" and run.config.style_layers == ("relu1_2", "relu2_2", "relu3_3")
+    assert run.config.content_layer == "relu2_2" and run.config.style_layers == ("relu1_2", "relu2_2", "relu3_3")
 
 
 def test_resumed_run_equals_uninterrupted(photos: Path, style_image: Path, tmp_path: Path) -> None:
