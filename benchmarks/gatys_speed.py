@@ -33,22 +33,38 @@ def square(path: str, size: int) -> torch.Tensor:
     return torch.from_numpy(arr.transpose(2, 0, 1).copy())[None]
 
 
-def ours(content: torch.Tensor, style: torch.Tensor, iterations: int, device: str) -> tuple[list[float], list[float]]:
-    """Per-iteration wall times (from progress timestamps) and the loss history of impasto.gatys.run."""
+class _Stamps:
+    """Wall and process-CPU timestamps taken between iterations; per-iteration times are their differences.
+    CPU time is kept because on a shared machine wall time is mostly the wait for a core."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.wall, self.cpu = [time.perf_counter()], [time.process_time()]
+
+    def __call__(self, *_: object) -> None:
+        common.sync(self.device)
+        self.wall.append(time.perf_counter())
+        self.cpu.append(time.process_time())
+
+    def per_iteration(self) -> tuple[list[float], list[float]]:
+        # the first interval includes the setup (style Grams, content features); it is dropped as warm-up
+        return np.diff(self.wall).tolist(), np.diff(self.cpu).tolist()
+
+
+def ours(content: torch.Tensor, style: torch.Tensor, iterations: int, device: str) -> tuple[_Stamps, list[float]]:
+    """Timestamps between iterations (from the progress callback) and the loss history of impasto.gatys.run."""
     from impasto import gatys
 
-    stamps: list[float] = []
+    stamps = _Stamps(device)
+    result = gatys.run(content, style, iterations=iterations, device=device, progress=stamps)
+    return stamps, result.history
 
-    def progress(stage: str, fraction: float) -> None:
-        common.sync(device)
-        stamps.append(time.perf_counter())
 
-    start = time.perf_counter()
-    result = gatys.run(content, style, iterations=iterations, device=device, progress=progress)
-    # The first interval includes the setup (style Grams, content features), as the reference's first does not:
-    # both drop their first iterations as warm-up anyway.
-    times = np.diff([start, *stamps]).tolist()
-    return times, result.history
+def reference(content: torch.Tensor, style: torch.Tensor, iterations: int, device: str,
+              vgg: torch.nn.Module) -> tuple[_Stamps, list[float]]:
+    stamps = _Stamps(device)
+    _, losses, _ = reference_gatys(content, style, iterations, vgg=vgg, on_iteration=stamps)  # type: ignore[arg-type]
+    return stamps, losses
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,24 +83,35 @@ def _run(args: Any) -> int:
     load_before = common.load_average()
     print(f"Gatys speed on {common.device_name(dev)}; load average {load_before:.1f}; "
           f"{runs} timed iterations after {args.warmup} warm-up")
-    print(f"{'size':>6} {'implementation':>15} {'s/iteration':>12} {'peak MiB':>9} {'vs ref':>7} {'first loss':>12}")
+    print(f"{'size':>6} {'implementation':>15} {'s/iteration':>12} {'CPU s/it':>10} {'peak MiB':>9} {'vs ref':>7} "
+          f"{'on CPU':>7} {'first loss':>12}")
     vgg = reference_vgg(dev)
     rows: list[dict[str, Any]] = []
     for size in sizes:
         content, style = square(CONTENT, size).to(dev), square(STYLE, size).to(dev)
-        with common.PeakMemory(dev) as mem:
-            _, ref_losses, ref_times = reference_gatys(content, style, iterations, vgg=vgg)
-        ref_row = _row(size, "reference", ref_times[args.warmup:], ref_losses[0], mem.peak)
-        with common.PeakMemory(dev) as mem:
-            our_times, history = ours(content, style, iterations, dev)
-        our_row = _row(size, "impasto.gatys", our_times[args.warmup:], history[0], mem.peak)
-        our_row["speedup_vs_reference"] = ref_row["s_per_iteration"] / our_row["s_per_iteration"]
-        ref_row["speedup_vs_reference"] = 1.0
+        # alternate which goes first, so a load that drifts during the run does not always favour one side
+        order = ("reference", "impasto.gatys") if sizes.index(size) % 2 == 0 else ("impasto.gatys", "reference")
+        got: dict[str, dict[str, Any]] = {}
+        for impl in order:
+            with common.PeakMemory(dev) as mem:
+                if impl == "reference":
+                    stamps, losses = reference(content, style, iterations, dev, vgg)
+                else:
+                    stamps, losses = ours(content, style, iterations, dev)
+            wall, cpu = stamps.per_iteration()
+            got[impl] = _row(size, impl, wall[args.warmup:], cpu[args.warmup:], losses[0], mem.peak)
+        ref_row, our_row = got["reference"], got["impasto.gatys"]
+        history, ref_losses = [our_row["first_loss"]], [ref_row["first_loss"]]
+        for r in (ref_row, our_row):
+            r["speedup_vs_reference"] = ref_row["s_per_iteration"] / r["s_per_iteration"]
+            r["speedup_vs_reference_cpu"] = ref_row["cpu_s_per_iteration"] / r["cpu_s_per_iteration"]
         our_row["first_loss_rel_diff"] = abs(history[0] - ref_losses[0]) / max(abs(ref_losses[0]), 1e-12)
         for r in (ref_row, our_row):
             rows.append(r)
-            print(f"{size:>6} {r['implementation']:>15} {r['s_per_iteration']:>11.4f}s {r['peak_mib']:>9.0f} "
-                  f"{r['speedup_vs_reference']:>6.2f}x {r['first_loss']:>12.6g}")
+            print(f"{size:>6} {r['implementation']:>15} {r['s_per_iteration']:>11.4f}s "
+                  f"{r['cpu_s_per_iteration']:>9.4f}s {r['peak_mib']:>9.0f} {r['speedup_vs_reference']:>6.2f}x "
+                  f"{r['speedup_vs_reference_cpu']:>6.2f}x "
+                  f"{r['first_loss']:>12.6g}")
     load_after = common.load_average()
     print(f"load average before/after: {load_before:.1f} / {load_after:.1f} on {common.machine(dev)['cpus']} CPUs")
     report = {
@@ -102,9 +129,9 @@ def _run(args: Any) -> int:
     return 0
 
 
-def _row(size: int, impl: str, times: list[float], first_loss: float, peak: int) -> dict[str, Any]:
+def _row(size: int, impl: str, times: list[float], cpu: list[float], first_loss: float, peak: int) -> dict[str, Any]:
     return {"size": size, "implementation": impl, "s_per_iteration": statistics.median(times), "all_s": times,
-            "first_loss": first_loss, "peak_mib": peak / 2**20}
+            "cpu_s_per_iteration": statistics.median(cpu), "first_loss": first_loss, "peak_mib": peak / 2**20}
 
 
 def _plot(plt: Any, report: dict[str, Any]) -> None:

@@ -59,10 +59,12 @@ def stylize(r: dict[str, Any]) -> list[str]:
 
 def gatys(r: dict[str, Any]) -> list[str]:
     out = [f"Gatys, {r['timed_iterations']} timed iterations after {r['warmup_iterations']} warm-up. {_machine(r)}",
-           "", "| size | implementation | s / iteration | vs reference | first loss |", "|---:|---|---:|---:|---:|"]
+           "", "| size | implementation | s / iteration | CPU s / iteration | vs reference | on CPU s | first loss |",
+           "|---:|---|---:|---:|---:|---:|---:|"]
     for row in r["rows"]:
         out.append(f"| {row['size']}² | {row['implementation']} | {row['s_per_iteration']:.4f} | "
-                   f"{row['speedup_vs_reference']:.2f}× | {row['first_loss']:.6g} |")
+                   f"{_num(row.get('cpu_s_per_iteration'), '.4f')} | {row['speedup_vs_reference']:.2f}× | "
+                   f"{_num(row.get('speedup_vs_reference_cpu'), '.2f', '×')} | {row['first_loss']:.6g} |")
     return out
 
 
