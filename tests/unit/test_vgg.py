@@ -96,17 +96,20 @@ def test_vgg19_partial_has_no_relu4() -> None:
 
 
 def test_vgg16_from_torchvision_state_dict(tmp_path: Path) -> None:
-    import torchvision
+    from torchvision.models.vgg import cfgs, make_layers
 
-    tv = torchvision.models.vgg16(weights=None)
+    torch.manual_seed(0)
+    features = make_layers(cfgs["D"])  # torchvision's own VGG-16 trunk (skips the 120M-parameter classifier)
+    state = {f"features.{k}": v for k, v in features.state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(2, 2)  # a full checkpoint's head must be ignored
     path = tmp_path / "vgg16.pth"
-    torch.save(tv.state_dict(), path)
+    torch.save(state, path)
     net = load_loss_net("vgg16", ["relu4_3"], vgg16_weights=path)
     x = torch.rand(1, 3, 32, 32) * 255
     pre = (x / 255 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
         [0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.no_grad():
-        expected = tv.features[:23](pre)  # torchvision index 22 is relu4_3
+        expected = features[:23](pre)  # torchvision index 22 is relu4_3
         got = net(x, ["relu4_3"])["relu4_3"]
     torch.testing.assert_close(got, expected)
 
