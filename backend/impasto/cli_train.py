@@ -69,6 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sr.add_argument("--channels", type=int)
     sr.add_argument("--blocks", type=int)
     sr.add_argument("--bicubic-skip", action="store_const", const=True, help="learn a residual over bicubic")
+    sr.add_argument("--shrink-photos", dest="native_resolution", action="store_const", const=False,
+                    help="shrink each photo to the patch size on its short side before cropping "
+                         "(default: crop at the photo's own resolution)")
     _common(sr)
     sr.set_defaults(func=_train_sr)
 

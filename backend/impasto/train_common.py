@@ -90,14 +90,17 @@ def to_pil(image: Tensor) -> Image.Image:
 
 
 class ImageFolder:
-    """Photos shrunk once so the short side is `short_side` (cached in memory; a few hundred photos at 256-288 px
-    take tens of MB), cropped at random with an explicit generator so runs are reproducible."""
+    """Photos resized once so the short side is `short_side` (cached in memory up to `cache_bytes`), cropped at
+    random with an explicit generator so runs are reproducible. With `native`, photos at least `short_side` on
+    their short side keep their own resolution (SR must learn real detail, not a resampled copy of it);
+    smaller ones are still enlarged to fit a crop."""
 
-    def __init__(self, folder: str | Path, short_side: int, max_cached: int = 5000) -> None:
+    def __init__(self, folder: str | Path, short_side: int, cache_bytes: int = 2 << 30, native: bool = False) -> None:
         self.paths = list_images(folder)
         self.short_side = short_side
+        self.native = native
         self._cache: dict[int, Tensor] = {}
-        self._max_cached = max_cached
+        self._cache_left = cache_bytes  # decoded photos kept up to this much memory; the rest are re-read
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -108,11 +111,13 @@ class ImageFolder:
         with Image.open(self.paths[i]) as src:
             im = src.convert("RGB")
             s = self.short_side / min(im.size)
-            im = im.resize((max(self.short_side, round(im.width * s)), max(self.short_side, round(im.height * s))),
-                           Image.Resampling.BICUBIC)
+            if not (self.native and s <= 1):
+                im = im.resize((max(self.short_side, round(im.width * s)),
+                                max(self.short_side, round(im.height * s))), Image.Resampling.BICUBIC)
             t = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)  # (3, H, W) uint8
-        if len(self._cache) < self._max_cached:
+        if t.numel() <= self._cache_left:
             self._cache[i] = t
+            self._cache_left -= t.numel()
         return t
 
     def batch(self, n: int, size: int, gen: torch.Generator) -> Tensor:

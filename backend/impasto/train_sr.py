@@ -43,6 +43,7 @@ class SRConfig:
     warmup: int = 0
     tv_weight: float = 1e-5
     sigma: float = 1.0
+    native_resolution: bool = True  # crop photos at their own resolution (False: shrink to the patch size first)
     channels: int = 64
     blocks: int = 4
     bicubic_skip: bool = False  # the paper's nets predict the image itself
@@ -124,7 +125,7 @@ def train_sr(
         crit = PerceptualLoss(net, cfg.feature_layer, (), LossWeights(content=1.0, style=0.0, tv=cfg.tv_weight))
     else:
         crit = None  # the pixel loss needs no loss network
-    photos = ImageFolder(cfg.data, cfg.patch_size)
+    photos = ImageFolder(cfg.data, cfg.patch_size, native=cfg.native_resolution)
     fixed = [photos.center(i, cfg.patch_size) for i in range(min(3, len(photos)))]
 
     def compute_loss(m: nn.Module, hr: Tensor) -> tuple[Tensor, dict[str, float]]:
