@@ -158,13 +158,22 @@ def image_grid(rows: list[list[Tensor]], path: Path, pad: int = 4) -> None:
     canvas.save(path)
 
 
+def _smooth(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    # A moving average over ~2% of the run: per-batch losses are too noisy to read trends from.
+    k = max(1, len(points) // 50)
+    if k == 1:
+        return points
+    vals = np.convolve([v for _, v in points], np.ones(k) / k, mode="valid")
+    return [(points[i + k - 1][0], float(v)) for i, v in enumerate(vals)]
+
+
 def loss_curve(history: list[dict[str, float]], path: Path, keys: tuple[str, ...] = ("total",)) -> None:
-    """A small log-scale loss plot drawn with PIL (no matplotlib dependency)."""
+    """A small log-scale loss plot (moving averages) drawn with PIL (no matplotlib dependency)."""
     w, h, m = 640, 360, 48
     img = Image.new("RGB", (w, h), "white")
     d = ImageDraw.Draw(img)
     colours = ["#000000", "#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
-    series = {k: [(r["iteration"], r[k]) for r in history if r.get(k, 0) > 0] for k in keys}
+    series = {k: _smooth([(r["iteration"], r[k]) for r in history if r.get(k, 0) > 0]) for k in keys}
     pts = [v for s in series.values() for _, v in s]
     if not pts:
         img.save(path)
@@ -270,7 +279,8 @@ def fit(
     from tqdm import tqdm
 
     bar = tqdm(total=cfg.iterations, initial=start, disable=not show_bar, unit="it", dynamic_ncols=True)
-    t0 = time.monotonic()
+    # seconds keep counting across a resume, so history.json shows the run's whole training time
+    t0 = time.monotonic() - (history[-1].get("seconds", 0.0) if history else 0.0)
     for it in range(start, cfg.iterations):
         if cancel is not None:
             cancel.check()
