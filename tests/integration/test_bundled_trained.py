@@ -1,0 +1,77 @@
+"""The models we trained ourselves with `impasto train` (issue 8) ship, load, list, and do their job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from impasto.evaluate import bicubic, find_pairs, psnr, rgb_to_y
+from impasto.models.store import BUNDLED_DIR, ModelStore
+from impasto.pixels import PixelBuffer
+from impasto.service import Engine, EngineConfig
+
+# Kept in step with docs/models.md: the trained files we ship, and the x4 model the table calls our best.
+TRAINED_STYLES = ("starry-night", "composition-vii")
+TRAINED_SR = {"johnson-sr-x4-pixel": 4, "johnson-sr-x4-feat": 4, "johnson-sr-x8-feat": 8}
+BEST_X4 = "johnson-sr-x4-pixel"
+
+
+def _y_psnr(a: np.ndarray, b: np.ndarray, border: int) -> float:
+    # the SR convention `impasto eval sr` uses: BT.601 luma, `border` pixels ignored at each edge
+    return psnr(rgb_to_y(a)[border:-border, border:-border], rgb_to_y(b)[border:-border, border:-border])
+
+
+@pytest.mark.slow
+def test_trained_models_are_bundled_and_listed(impasto_home: Path) -> None:
+    infos = {m.name: m for m in ModelStore().list()}
+    for name in (*TRAINED_STYLES, *TRAINED_SR):
+        assert (BUNDLED_DIR / f"{name}.safetensors").is_file()
+        info = infos[name]
+        assert info.bundled
+        # our own training, so the descriptor must say how (the trainer embeds its config) and under what terms
+        assert info.training and info.training.get("iterations", 0) > 0
+        assert info.license and info.attribution and info.display_name
+    for name in TRAINED_STYLES:
+        assert infos[name].kind == "style" and infos[name].style_image_jpeg and infos[name].thumbnail_png
+    for name, scale in TRAINED_SR.items():
+        assert infos[name].kind == "sr" and infos[name].scale == scale
+
+
+@pytest.mark.slow
+def test_trained_style_changes_a_photo(impasto_home: Path) -> None:
+    engine = Engine(EngineConfig(device="cpu"))
+    rng = np.random.default_rng(0)
+    photo = np.clip(rng.normal(128, 40, (64, 64, 3)), 0, 255).astype(np.uint8)
+    for name in TRAINED_STYLES:
+        out = engine.stylize(PixelBuffer.from_array(photo), name).array
+        assert out.shape == photo.shape
+        # a network that learnt nothing would hand back (nearly) the photo or a flat grey
+        assert np.abs(out.astype(np.float64) - photo).mean() > 10 and out.std() > 5
+
+
+def _set5_psnr(shared: Path, model: str) -> tuple[float, float]:
+    """Mean Y-PSNR on Set5 x4 of `model` through Engine.upscale, and of bicubic (the paper's baseline)."""
+    engine = Engine(EngineConfig(device="cpu"))
+    ours, base = [], []
+    for _name, hr, lr, _gray in find_pairs(shared / "sr/eval_x4/Set5", 4):  # Set5 has no greyscale file
+        out = engine.upscale(PixelBuffer.from_array(lr), 4, model=model).array
+        assert out.shape == hr.shape
+        ours.append(_y_psnr(out, hr, 4))
+        base.append(_y_psnr(bicubic(lr, 4), hr, 4))
+    assert abs(np.mean(base) - 28.43) < 0.02  # the measurement is the usual one
+    return float(np.mean(ours)), float(np.mean(base))
+
+
+@pytest.mark.slow
+def test_best_trained_x4_is_no_worse_than_bicubic_on_set5(shared: Path, impasto_home: Path) -> None:
+    ours, base = _set5_psnr(shared, BEST_X4)
+    assert ours > base  # what the shipped short CPU run does reach (docs/models.md: +0.2 dB)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 8 target not met: the short CPU run learnt almost nothing beyond "
+                   "bicubic (docs/models.md); strict, so a model that reaches it turns this into a failure to update")
+def test_best_trained_x4_beats_bicubic_by_1db_on_set5(shared: Path, impasto_home: Path) -> None:
+    ours, base = _set5_psnr(shared, BEST_X4)
+    assert ours > base + 1.0
