@@ -36,7 +36,7 @@ class Spatial(nn.Module):
     """A layer whose output at each position depends on a bounded input neighbourhood."""
 
     up: int = 1  # output/input size ratio numerator (upsampling)
-    precise: bool = False  # run in fp32 even under autocast (cheap output layers whose error is amplified)
+    precise: bool = False  # run in fp32 even under autocast (cheap layers whose reduced-precision error is amplified)
     down: int = 1  # output/input size ratio denominator (stride)
 
     def out_size(self, n: int) -> int:
