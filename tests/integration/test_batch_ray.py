@@ -96,18 +96,25 @@ def test_ray_two_workers_on_a_folder_with_bad_files(ray_local: object, tmp_path:
 
 def test_ray_interrupted_then_resumed(ray_local: object, tmp_path: Path, impasto_home: Path) -> None:
     src, out = make_tree(tmp_path), tmp_path / "out"
+    # Enough extra images that an idle machine cannot finish them all before the first record stops the run.
+    rng = np.random.default_rng(2)
+    extra = [f"more/m{i:02d}.png" for i in range(40)]
+    (src / "more").mkdir()
+    for rel in extra:
+        Image.fromarray((rng.random((24, 24, 3)) * 255).astype(np.uint8)).save(src / rel)
+    good = sorted(GOOD + extra)
     cancel = CancelToken()
     first = run_batch(STYLE, src, out, workers=2, ray="auto", cancel=cancel, on_record=lambda rec: cancel.cancel())
     assert first.interrupted
     before = stats(out)
     time.sleep(2)  # the pipeline was stopped: no actor may still be writing
-    assert stats(out) == before and len(before) < len(GOOD)
+    assert stats(out) == before and len(before) < len(good)
     second = run_batch(STYLE, src, out, workers=2, ray="auto")
     assert not second.interrupted and second.skipped == len(before)
     after = stats(out)
-    assert sorted(after) == GOOD
+    assert sorted(after) == good
     assert all(after[k] == v for k, v in before.items())  # finished outputs were not rewritten
-    assert done_counts(out / MANIFEST_NAME) == Counter(GOOD)  # each input recorded done once
+    assert done_counts(out / MANIFEST_NAME) == Counter(good)  # each input recorded done once
 
 
 def test_ray_actor_killed_mid_batch_is_retried(ray_local: object, tmp_path: Path, impasto_home: Path) -> None:

@@ -72,13 +72,13 @@ def test_deadline_stops_the_job(server: ServeProcess) -> None:
     with Client(server.address, timeout=3.0) as hurried:
         start = time.monotonic()
         with pytest.raises(errors.DeadlineExceeded):
-            hurried.stylize(make_image(24, 32, "uint8"), "udnie", refine=50)
+            hurried.stylize(make_image(96, 128, "uint8"), "udnie", refine=1000)  # far longer than 3 s
         assert time.monotonic() - start < 10
     with Client(server.address) as c:
         wait_for(lambda: c.info().queue_length == 0, 30)  # the server stopped the job too
     plugin = impasto_client.ImpastoClient(server.address, timeout=2.0)
     with pytest.raises(impasto_client.BackendError) as info:
-        plugin.stylize(make_image(24, 32, "uint8").tobytes(), 32, 24, "RGBA_U8", "udnie", refine=50)
+        plugin.stylize(make_image(96, 128, "uint8").tobytes(), 128, 96, "RGBA_U8", "udnie", refine=1000)
     assert info.value.code == "DEADLINE_EXCEEDED"
     with Client(server.address) as c:
         wait_for(lambda: c.info().queue_length == 0, 30)
