@@ -117,6 +117,15 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _check_store_name(args: argparse.Namespace) -> None:
+    # Fail before hours of training, not after: the name must be free (or --overwrite, never a bundled one).
+    name = getattr(args, "name", None)
+    if name and not args.no_store:
+        from impasto.models.store import ModelStore
+
+        ModelStore().check_can_save(name, overwrite=args.overwrite)
+
+
 def _store_result(save: Any, run: Any, overwrite: bool) -> None:
     # The one place training touches the model store.
     info = save(run, overwrite=overwrite)
@@ -133,6 +142,7 @@ def _train_style(args: argparse.Namespace) -> int:
         kw.setdefault("content", "")
         kw.setdefault("style_image", "")
         kw.setdefault("iterations", 0)  # keep the checkpoint's plan
+    _check_store_name(args)
     run = train_style(StyleConfig(**kw), resume=args.resume, device=_device(args.device))
     last = run.history[-1] if run.history else {}
     print(f"trained {len(run.history)} iterations; last losses: "
@@ -152,6 +162,7 @@ def _train_sr(args: argparse.Namespace) -> int:
     if args.resume:
         kw.setdefault("data", "")
         kw.setdefault("iterations", 0)  # keep the checkpoint's plan
+    _check_store_name(args)
     run = train_sr(SRConfig(**kw), resume=args.resume, device=_device(args.device))
     last = run.history[-1] if run.history else {}
     print(f"trained {len(run.history)} iterations; last loss {last.get('total', float('nan')):.4g}")

@@ -124,3 +124,14 @@ def test_pull_verifies_the_checksum(shared: Path, impasto_home: Path, tmp_path: 
         assert info.kind == "sr" and info.scale == 2
     finally:
         httpd.shutdown()
+
+
+def test_training_refuses_a_taken_name_before_it_starts(impasto_home: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    from impasto.cli import main
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    # a bundled name is refused up front (the data folder is empty, so training would fail anyway if it started)
+    assert main(["train", "sr", "--data", str(data), "--name", "srgan-x4", "--iterations", "1"]) == 1
+    assert "bundled model named 'srgan-x4' already exists" in capsys.readouterr().err

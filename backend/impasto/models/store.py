@@ -91,13 +91,18 @@ class ModelStore:
         net = build_network(info, load_state(info.path))
         return net.to(device).eval()
 
-    def save(self, name: str, state: dict[str, torch.Tensor] | nn.Module, info: ModelInfo, *,
-             overwrite: bool = False) -> ModelInfo:
+    def check_can_save(self, name: str, *, overwrite: bool = False) -> None:
+        """Raise if `name` is invalid, bundled, or taken (without `overwrite`); training calls this up front."""
         check_name(name)
         existing = self._infos().get(name)
         if existing is not None and (existing.bundled or not overwrite):
-            raise InvalidArgument(f"a model named {name!r} already exists",
-                                  hint="choose another --name" + ("" if existing.bundled else " or remove it first"))
+            hint = "choose another --name" + ("" if existing.bundled else ", pass --overwrite, or remove it first")
+            raise InvalidArgument(f"a {'bundled ' if existing.bundled else ''}model named {name!r} already exists",
+                                  hint=hint)
+
+    def save(self, name: str, state: dict[str, torch.Tensor] | nn.Module, info: ModelInfo, *,
+             overwrite: bool = False) -> ModelInfo:
+        self.check_can_save(name, overwrite=overwrite)
         if isinstance(state, nn.Module):
             state = {k: v for k, v in state.state_dict().items() if not k.endswith("num_batches_tracked")}
         info.name = name
