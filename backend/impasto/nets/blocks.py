@@ -7,12 +7,15 @@ a whole tensor; the tiler executes the same plan window by window, so both paths
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+M = TypeVar("M", bound=nn.Module)
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,17 @@ def run_plan(plan: Plan, x: torch.Tensor) -> torch.Tensor:
         else:  # pragma: no cover - plans are built in this package
             raise ValueError(f"unknown plan step {kind!r}")
     return x
+
+
+def load_weights(net: M, state: Mapping[str, torch.Tensor], what: str) -> M:
+    """Load `state` strictly into `net` (as float32) and return it in eval mode; a mismatch is a ModelFileError."""
+    from impasto.errors import ModelFileError
+
+    try:
+        net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{what} weights do not match the architecture: {exc}") from None
+    return net.eval()
 
 
 def act_step(fn: Callable[[torch.Tensor], torch.Tensor]) -> Step:

@@ -15,7 +15,15 @@ import torch
 from torch import nn
 
 from impasto.errors import ModelFileError
-from impasto.nets.blocks import ConvLayer, Plan, TransposeConvLayer, residual_plan, run_plan, transformer_plan
+from impasto.nets.blocks import (
+    ConvLayer,
+    Plan,
+    TransposeConvLayer,
+    load_weights,
+    residual_plan,
+    run_plan,
+    transformer_plan,
+)
 
 EPS = 1e-3
 
@@ -91,11 +99,7 @@ def engstrom_params(state: Mapping[str, torch.Tensor]) -> dict:
 def engstrom_from_state(state: Mapping[str, torch.Tensor]) -> EngstromNet:
     p = engstrom_params(state)
     net = build_engstrom(widths=tuple(p["widths"]), res_blocks=p["res_blocks"])  # type: ignore[arg-type]
-    try:
-        net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    except RuntimeError as exc:
-        raise ModelFileError(f"Engstrom network weights do not match the architecture: {exc}") from None
-    return net.eval()
+    return load_weights(net, state, "Engstrom network")
 
 
 def read_ml5_variables(folder: Path) -> list[np.ndarray]:

@@ -13,7 +13,15 @@ import torch
 from torch import nn
 
 from impasto.errors import ModelFileError
-from impasto.nets.blocks import ConvLayer, Plan, UpsampleConvLayer, residual_plan, run_plan, transformer_plan
+from impasto.nets.blocks import (
+    ConvLayer,
+    Plan,
+    UpsampleConvLayer,
+    load_weights,
+    residual_plan,
+    run_plan,
+    transformer_plan,
+)
 
 
 class ResidualBlock(nn.Module):
@@ -96,8 +104,4 @@ def johnson_from_state(state: Mapping[str, torch.Tensor]) -> TransformerNet:
     state = clean_state(state)
     p = johnson_params(state)
     net = build_johnson(widths=tuple(p["widths"]), res_blocks=p["res_blocks"])  # type: ignore[arg-type]
-    try:
-        net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    except RuntimeError as exc:
-        raise ModelFileError(f"style network weights do not match the architecture: {exc}") from None
-    return net.eval()
+    return load_weights(net, state, "style network")

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from impasto.errors import ModelFileError
+from impasto.nets.blocks import load_weights
 
 
 class _Res(nn.Module):
@@ -77,8 +78,4 @@ def johnson_sr_from_state(state: Mapping[str, torch.Tensor], *, bicubic_skip: bo
     blocks = len({k.split(".")[1] for k in state if k.startswith("body.")})
     ups = len({k.split(".")[1] for k in state if k.startswith("up.")})
     net = build_johnson_sr(scale=2**ups, channels=channels, blocks=blocks, bicubic_skip=bicubic_skip)
-    try:
-        net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    except RuntimeError as exc:
-        raise ModelFileError(f"super-resolution weights do not match the architecture: {exc}") from None
-    return net.eval()
+    return load_weights(net, state, "super-resolution")

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from impasto.errors import ModelFileError
+from impasto.nets.blocks import load_weights
 
 
 class _Res(nn.Module):
@@ -76,8 +77,4 @@ def srgan_from_state(state: Mapping[str, torch.Tensor]) -> SRGANGenerator:
     last = numbers[-1]
     ups = len({k.split(".")[1] for k in state if k.startswith(f"block{last}.") and ".conv." in k})
     net = SRGANGenerator(scale=2**ups, channels=channels, blocks=last - 3)
-    try:
-        net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    except RuntimeError as exc:
-        raise ModelFileError(f"SRGAN weights do not match the architecture: {exc}") from None
-    return net.eval()
+    return load_weights(net, state, "SRGAN")
