@@ -42,7 +42,7 @@ def client(server: ServeProcess) -> Iterator[Client]:
 
 def test_cancel_mid_job_stops_within_an_iteration_and_the_next_job_runs(client: Client) -> None:
     image, times, token = make_image(24, 32, "uint8"), RefineTimes(), CancelToken()
-    job = Background(lambda: client.stylize(image, "udnie", refine=50, progress=times, cancel=token))
+    job = Background(lambda: client.stylize(image, "udnie", refine=1000, progress=times, cancel=token))
     assert times.refining.wait(120)
     wait_for(lambda: len(times.times) >= 4, 60)  # a few iterations, to know how long one takes
     token.cancel()
@@ -59,7 +59,7 @@ def test_cancel_mid_job_stops_within_an_iteration_and_the_next_job_runs(client: 
 def test_plugin_client_cancel(server: ServeProcess, client: Client) -> None:
     plugin, times, cancel = impasto_client.ImpastoClient(server.address), RefineTimes(), threading.Event()
     data = make_image(24, 32, "uint8").tobytes()
-    job = Background(lambda: plugin.stylize(data, 32, 24, "RGBA_U8", "udnie", refine=50, progress=times,
+    job = Background(lambda: plugin.stylize(data, 32, 24, "RGBA_U8", "udnie", refine=1000, progress=times,
                                             cancel=cancel))
     assert times.refining.wait(120)
     cancel.set()
@@ -87,7 +87,7 @@ def test_deadline_stops_the_job(server: ServeProcess) -> None:
 @pytest.mark.slow
 def test_eight_clients_all_correct_while_a_full_queue_refuses(server: ServeProcess, client: Client) -> None:
     blocker_token, times = CancelToken(), RefineTimes()
-    blocker = Background(lambda: client.stylize(make_image(24, 32, "uint8"), "udnie", refine=50,
+    blocker = Background(lambda: client.stylize(make_image(24, 32, "uint8"), "udnie", refine=1000,
                                                 progress=times, cancel=blocker_token))
     assert times.refining.wait(120)
     images = [make_image(16, 20, dtype, seed=10 + i) for i, dtype in enumerate(["uint8", "uint16"] * 4)]
