@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import common  # benchmarks/common.py: the script's own folder is on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (1024, 4096)
 QUICK_SIZES = (128, 256)
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
           + f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     report = {
         "what": "round trip of an RGBA u8 image through impasto serve's no-op Echo RPC (1 MiB chunks)",
-        "machine": {"cpu": _cpu_name(), "cpus": os.cpu_count(), "python": platform.python_version(),
+        "machine": {"cpu": common.cpu_name(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform(),
                     "grpcio": grpc.__version__, "protobuf_backend": api_implementation.Type(),
                     "load_average_before_after": [load_before, os.getloadavg()[0]]},
@@ -167,16 +169,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
     _plot(args.out.with_suffix(".png"), report)
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _plot(path: Path, report: dict) -> None:
