@@ -7,7 +7,6 @@ original beside each), writes impasto-demo/index.html and a contact sheet, and s
 from __future__ import annotations
 
 import html
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,8 +134,3 @@ def run_demo(out_dir: Path, *, progress: Callable[[str], None] | None = None, de
     index.write_text(_page(style_tiles, sr_tiles, device_name), encoding="utf-8")
     return index
 
-
-def png_bytes(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, "PNG")
-    return buf.getvalue()

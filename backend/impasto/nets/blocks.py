@@ -7,7 +7,7 @@ a whole tensor; the tiler executes the same plan window by window, so both paths
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -196,10 +196,6 @@ def load_weights(net: M, state: Mapping[str, torch.Tensor], what: str) -> M:
     except RuntimeError as exc:
         raise ModelFileError(f"{what} weights do not match the architecture: {exc}") from None
     return net.eval()
-
-
-def act_step(fn: Callable[[torch.Tensor], torch.Tensor]) -> Step:
-    return ("act", fn)
 
 
 def residual_plan(block: nn.Module) -> list[Step]:
