@@ -20,7 +20,6 @@ the one they minimised; the comparison is "at equal loss under our Gatys objecti
 
 from __future__ import annotations
 
-import io
 import statistics
 import sys
 import time
@@ -52,13 +51,12 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 def style_image(name: str) -> torch.Tensor:
     from impasto.models.store import ModelStore
-    from PIL import Image
+    from impasto.service import decode_rgb
 
     jpeg = ModelStore().get(name, "style").style_image_jpeg
     if not jpeg:
         raise SystemExit(f"model {name} carries no style image")
-    with Image.open(io.BytesIO(jpeg)) as im:
-        return to_tensor(np.asarray(im.convert("RGB")))
+    return decode_rgb(jpeg)
 
 
 def gatys_curve(content: torch.Tensor, style: torch.Tensor, init: Any, iterations: int, dev: str,

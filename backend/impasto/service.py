@@ -5,6 +5,7 @@ to a `progress(stage, fraction)` callback and a `CancelToken` is checked between
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import threading
@@ -59,6 +60,7 @@ def pick_device(name: str) -> torch.device:
     return dev
 
 
+@functools.cache
 def cpu_has_bf16() -> bool:
     """bf16 autocast only pays on CPUs with native bf16 (AVX512-BF16 or AMX); elsewhere it is emulated."""
     try:
@@ -230,7 +232,7 @@ class Engine:
         if not info.style_image_jpeg:
             raise InvalidArgument(f"style {info.name!r} carries no style image, so it cannot be refined",
                                   hint="use --refine 0, or `impasto gatys` with the style image")
-        style = _decode_image(info.style_image_jpeg)
+        style = decode_rgb(info.style_image_jpeg)
         out = gatys.refine(content.to(self.device), init.to(self.device), style.to(self.device),
                            iterations=iterations, device=self.device,
                            progress=lambda s, f: progress("refine", f), cancel=cancel)
@@ -311,7 +313,8 @@ class Engine:
 
 
 
-def _decode_image(data: bytes) -> torch.Tensor:
+def decode_rgb(data: bytes) -> torch.Tensor:
+    """An encoded image (e.g. a model's embedded style JPEG) as a (1, 3, H, W) float32 RGB 0-255 tensor."""
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
