@@ -35,7 +35,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--sample-every", type=int, help="write samples and loss.png every N iterations")
-    p.add_argument("--no-amp", dest="amp", action="store_const", const=False, help="no fp16 autocast on CUDA")
+    p.add_argument("--no-amp", dest="amp", action="store_const", const=False,
+                   help="no reduced-precision autocast (fp16 on CUDA, bf16 on CPUs with AVX512-BF16/AMX)")
     p.add_argument("--out", dest="out_dir", help="run folder (default impasto-train/NAME)")
     p.add_argument("--resume", help="run folder or checkpoint to continue from (its config is used)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")

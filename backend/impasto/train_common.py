@@ -242,13 +242,19 @@ def fit(
     show_bar: bool = True,
 ) -> list[dict[str, float]]:
     """The training loop shared by style and SR training: Adam, lr from `lr_at`, AMP (fp16 + GradScaler) on
-    CUDA, a checkpoint every `cfg.checkpoint_every` iterations (and at the end), samples and the loss curve
-    every `cfg.sample_every`. Returns the loss history (one dict per iteration)."""
+    CUDA, bf16 autocast on CPUs with native bf16 (AVX512-BF16/AMX: about 1.7x faster here; no scaler needed, the
+    weights and the optimizer stay fp32), a checkpoint every `cfg.checkpoint_every` iterations (and at the end),
+    samples and the loss curve every `cfg.sample_every`. Returns the loss history (one dict per iteration)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = torch.float16
+    if cfg.amp and device.type == "cpu":
+        from impasto.service import cpu_has_bf16
+
+        use_amp, amp_dtype = cpu_has_bf16(), torch.bfloat16
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and device.type == "cuda")
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[dict[str, float]] = []
     start = 0
@@ -289,7 +295,7 @@ def fit(
                                 warmup=cfg.warmup)
         batch = next_batch(gen).to(device)
         opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             loss, terms = compute_loss(model, batch)
         if not math.isfinite(terms["total"]):
             raise FloatingPointError(f"loss became {terms['total']} at iteration {it + 1}; lower --lr")

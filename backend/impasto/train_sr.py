@@ -80,8 +80,9 @@ def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
 def degrade(hr: Tensor, scale: int, sigma: float = 1.0) -> Tensor:
     """The paper's low-resolution inputs: Gaussian blur σ then bicubic downsampling (antialiased, like
     MATLAB's imresize). (B, 3, H, W) 0-255 -> (B, 3, H/scale, W/scale), clamped and rounded like a saved image."""
-    lr = F.interpolate(gaussian_blur(hr, sigma), scale_factor=1 / scale, mode="bicubic", antialias=True,
-                       align_corners=False)
+    with torch.autocast(hr.device.type, enabled=False):  # the inputs are exact data, not a place for bf16/fp16
+        lr = F.interpolate(gaussian_blur(hr.float(), sigma), scale_factor=1 / scale, mode="bicubic",
+                           antialias=True, align_corners=False)
     return lr.clamp(0, 255).round()
 
 
