@@ -55,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--style-size", type=int, help="long side of the style image (default 256)")
     st.add_argument("--content-weight", type=float)
     st.add_argument("--style-weight", type=float)
+    st.add_argument("--style-ramp", type=int,
+                    help="iterations over which the style weight rises from 0 (content first; default 0)")
     st.add_argument("--content-layer")
     st.add_argument("--style-layers", type=_names, help="comma-separated, e.g. relu1_2,relu2_2,relu3_3")
     st.add_argument("--widths", type=_ints, help="channel widths, e.g. 32,64,128 (the paper's)")

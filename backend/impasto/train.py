@@ -44,6 +44,11 @@ class StyleConfig:
     # Our losses are means on 0-255 Caffe features; pytorch/examples' 1e5:1e10 on ImageNet-normalised features
     # converts to about 1:30 here. 10 favours content a little (docs/training.md).
     style_weight: float = 10.0
+    # Iterations over which the style weight rises linearly from 0 to style_weight (0: full from the start).
+    # The net first learns to pass the photo through on the content loss, then takes the style on gradually;
+    # with the style term at full weight from the first step a short run settles on a texture that ignores its
+    # input (docs/training.md).
+    style_ramp: int = 0
     tv_weight: float = 1e-4
     content_layer: str | None = None  # None: relu2_2, the paper's
     style_layers: tuple[str, ...] | None = None
@@ -72,6 +77,11 @@ class StyleRun:
     config: StyleConfig
     history: list[dict[str, float]] = field(default_factory=list)
     out_dir: Path = Path()
+
+
+def style_weight_at(it: int, weight: float, ramp: int) -> float:
+    """The style weight at iteration `it` (0-based): rising linearly over the first `ramp` iterations."""
+    return weight if ramp <= 0 else weight * min(1.0, it / ramp)
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -127,7 +137,11 @@ def train_style(
     photos = ImageFolder(cfg.content, cfg.image_size)
     fixed = [photos.center(i, cfg.image_size) for i in range(min(4, len(photos)))]
 
+    step = [int(ckpt["iteration"]) if ckpt is not None else 0]  # the iteration compute_loss is called for
+
     def compute_loss(m: nn.Module, batch: Tensor) -> tuple[Tensor, dict[str, float]]:
+        crit.weights = replace(crit.weights, style=style_weight_at(step[0], cfg.style_weight, cfg.style_ramp))
+        step[0] += 1
         return crit(m(batch), batch)
 
     def write_samples(m: nn.Module, path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from impasto.cancel import CancelToken
 from impasto.errors import Cancelled
-from impasto.train import StyleConfig, save_style_model, train_style
+from impasto.train import StyleConfig, save_style_model, style_weight_at, train_style
 from impasto.train_common import lr_at
 from impasto.train_sr import SRConfig, degrade, save_sr_model, train_sr
 from PIL import Image
@@ -86,8 +86,23 @@ def test_style_training_lowers_the_loss(photos: Path, style_image: Path, tmp_pat
     assert run.config.content_layer == "relu2_2" and run.config.style_layers == ("relu1_2", "relu2_2", "relu3_3")
 
 
+def test_style_ramp_starts_on_content_and_reaches_the_weight() -> None:
+    assert style_weight_at(0, 10.0, 0) == 10.0
+    assert [style_weight_at(i, 10.0, 4) for i in range(6)] == [0.0, 2.5, 5.0, 7.5, 10.0, 10.0]
+
+
+def test_style_ramp_trains_content_first(photos: Path, style_image: Path, tmp_path: Path) -> None:
+    # during the ramp's first step the style term weighs nothing: the loss is the content (+TV) alone
+    run = train_style(_style_cfg(photos, style_image, tmp_path / "run", iterations=3, style_ramp=2), show_bar=False)
+    first, last = run.history[0], run.history[-1]
+    assert first["total"] == pytest.approx(first["content"] + 1e-4 * first["tv"], rel=1e-5)
+    assert last["total"] == pytest.approx(last["content"] + 10 * last["style"] + 1e-4 * last["tv"], rel=1e-5)
+
+
 def test_resumed_run_equals_uninterrupted(photos: Path, style_image: Path, tmp_path: Path) -> None:
-    cfg = _style_cfg(photos, style_image, tmp_path / "a", iterations=6, checkpoint_every=3, lr_schedule="cosine")
+    # with a style ramp, so the resumed run must also pick the ramp up where it stopped
+    cfg = _style_cfg(photos, style_image, tmp_path / "a", iterations=6, checkpoint_every=3, lr_schedule="cosine",
+                     style_ramp=5)
     straight = train_style(cfg, show_bar=False)
 
     token = CancelToken()
