@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--content-weight", type=float)
     st.add_argument("--style-weight", type=float)
     st.add_argument("--style-ramp", type=int,
-                    help="iterations over which the style weight rises from 0 (content first; default 0)")
+                    help="iterations over which the style weight rises from 0, content first (default 400; 0: off)")
     st.add_argument("--content-layer")
     st.add_argument("--style-layers", type=_names, help="comma-separated, e.g. relu1_2,relu2_2,relu3_3")
     st.add_argument("--widths", type=_ints, help="channel widths, e.g. 32,64,128 (the paper's)")

@@ -59,7 +59,7 @@ def style_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _style_cfg(photos: Path, style: Path, out: Path, **kw: object) -> StyleConfig:
     base = StyleConfig(style_image=str(style), content=str(photos), name="tiny", image_size=32, batch=2,
                        iterations=12, lr=1e-2, widths=(8, 16, 16), res_blocks=1, style_size=64,
-                       checkpoint_every=0, sample_every=0, out_dir=str(out))
+                       style_weight=10.0, style_ramp=0, checkpoint_every=0, sample_every=0, out_dir=str(out))
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
