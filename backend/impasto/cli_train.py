@@ -71,7 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     sr.add_argument("--patch-size", type=int, help="HR patch size (paper: 288)")
     sr.add_argument("--channels", type=int)
     sr.add_argument("--blocks", type=int)
-    sr.add_argument("--bicubic-skip", action="store_const", const=True, help="learn a residual over bicubic")
+    sr.add_argument("--bicubic-skip", action="store_const", const=True,
+                    help="learn a residual over bicubic (the net starts at bicubic)")
+    sr.add_argument("--sigma", type=float,
+                    help="Gaussian blur before the bicubic downsampling of the training inputs (paper: 1; 0 "
+                         "matches the standard Set5/Set14 LR files, plain MATLAB bicubic)")
     sr.add_argument("--shrink-photos", dest="native_resolution", action="store_const", const=False,
                     help="shrink each photo to the patch size on its short side before cropping "
                          "(default: crop at the photo's own resolution)")

@@ -121,6 +121,12 @@ def train_sr(
     model_args: dict[str, Any] = {"scale": cfg.scale, "channels": cfg.channels, "blocks": cfg.blocks,
                   "bicubic_skip": cfg.bicubic_skip}
     model = build_johnson_sr(**model_args)
+    if cfg.bicubic_skip:
+        # start exactly at bicubic: the residual branch's last conv begins near zero (x0.01, no bias), so the
+        # first steps refine bicubic instead of first unlearning a random residual of +-100 grey levels
+        with torch.no_grad():
+            model.tail.weight.mul_(0.01)
+            model.tail.bias.zero_()  # type: ignore[union-attr]
     if cfg.loss == "feat":
         net = load_loss_net(cfg.loss_net, [cfg.feature_layer], vgg16_weights=cfg.vgg16_weights, device=dev)
         crit = PerceptualLoss(net, cfg.feature_layer, (), LossWeights(content=1.0, style=0.0, tv=cfg.tv_weight))

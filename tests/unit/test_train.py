@@ -150,3 +150,16 @@ def test_sr_training_lowers_the_loss(photos: Path, tmp_path: Path, loss: str) ->
 
     info = save_sr_model(run, ModelStore(user_dir=tmp_path / "store", bundled_dir=None))
     assert info.kind == "sr" and info.scale == 4 and info.training["loss"] == loss
+
+
+def test_bicubic_skip_net_starts_at_bicubic(photos: Path, tmp_path: Path) -> None:
+    import torch.nn.functional as F
+
+    cfg = SRConfig(data=str(photos), name="sr-skip", patch_size=32, batch=2, iterations=0, channels=8, blocks=1,
+                   bicubic_skip=True, checkpoint_every=0, sample_every=0, out_dir=str(tmp_path / "run"))
+    net = train_sr(cfg, show_bar=False).model
+    lr = torch.rand(1, 3, 12, 12) * 255
+    with torch.no_grad():
+        gap = (net(lr) - F.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False)).abs()
+    # an untouched random residual branch would add tens of grey levels
+    assert float(gap.mean()) < 1.0, float(gap.mean())
