@@ -22,7 +22,15 @@ from impasto.cancel import CancelToken, Progress
 from impasto.losses import LossWeights, PerceptualLoss
 from impasto.nets.johnson import build_johnson
 from impasto.nets.vgg import LOSS_NETS, load_loss_net
-from impasto.train_common import ImageFolder, fit, image_grid, load_checkpoint, load_rgb
+from impasto.train_common import (
+    ImageFolder,
+    fit,
+    image_grid,
+    load_checkpoint,
+    load_rgb,
+    resumed_length,
+    torch_device,
+)
 
 TRAIN_CONTENT_LAYER = "relu2_2"
 
@@ -85,12 +93,6 @@ def style_weight_at(it: int, weight: float, ramp: int) -> float:
     return weight if ramp <= 0 else weight * min(1.0, it / ramp)
 
 
-def _device(device: str | torch.device | None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def config_from_checkpoint(ckpt: dict[str, Any], **overrides: Any) -> StyleConfig:
     c = dict(ckpt["config"])
     for key in ("style_layers", "widths"):
@@ -113,12 +115,9 @@ def train_style(
     With `resume`, the config comes from the checkpoint (only `iterations` may be raised to train longer)."""
     ckpt = load_checkpoint(resume) if resume else None
     if ckpt is not None:
-        # Only the length and the store name may change on resume; everything else must match to be exact
-        # (and the length only by choice: it moves a cosine schedule). iterations <= 0: the checkpoint's own.
-        planned = int(ckpt["config"]["iterations"]) if cfg.iterations <= 0 else cfg.iterations
-        cfg = config_from_checkpoint(ckpt, iterations=max(planned, int(ckpt["iteration"])), name=cfg.name)
+        cfg = config_from_checkpoint(ckpt, iterations=resumed_length(ckpt, cfg.iterations), name=cfg.name)
     cfg = cfg.resolved()
-    dev = _device(device)
+    dev = torch_device(device)
     assert cfg.content_layer is not None and cfg.style_layers is not None
 
     torch.manual_seed(cfg.seed)

@@ -216,6 +216,21 @@ def save_checkpoint(path: Path, *, model: nn.Module, model_args: dict, config: A
     tmp.replace(path)  # never leave a half-written checkpoint behind a crash
 
 
+def torch_device(device: str | torch.device | None) -> torch.device:
+    """``auto`` or None: CUDA when there is one, else the CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resumed_length(ckpt: dict[str, Any], asked: int) -> int:
+    """The iteration count of a resumed run. Only the length and the store name may change on resume;
+    everything else must match to be exact (and the length only by choice: it moves a cosine schedule).
+    `asked` <= 0 keeps the checkpoint's own plan; a run never ends before the checkpoint's iteration."""
+    planned = int(ckpt["config"]["iterations"]) if asked <= 0 else asked
+    return max(planned, int(ckpt["iteration"]))
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """A checkpoint file, or a run folder (its latest.pt). Tensors and plain data only (weights_only)."""
     path = Path(path)

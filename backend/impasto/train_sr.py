@@ -22,8 +22,7 @@ from impasto.errors import InvalidArgument
 from impasto.losses import LossWeights, PerceptualLoss, pixel_loss, tv_loss
 from impasto.nets.sr import build_johnson_sr
 from impasto.nets.vgg import load_loss_net
-from impasto.train import _device
-from impasto.train_common import ImageFolder, fit, image_grid, load_checkpoint
+from impasto.train_common import ImageFolder, fit, image_grid, load_checkpoint, resumed_length, torch_device
 
 
 @dataclass(frozen=True)
@@ -110,12 +109,9 @@ def train_sr(
     """Train (or resume) a super-resolution network; checkpoints, samples and loss.png go to `cfg.out_dir`."""
     ckpt = load_checkpoint(resume) if resume else None
     if ckpt is not None:
-        # Only the length and the store name may change on resume; everything else must match to be exact
-        # (and the length only by choice: it moves a cosine schedule). iterations <= 0: the checkpoint's own.
-        planned = int(ckpt["config"]["iterations"]) if cfg.iterations <= 0 else cfg.iterations
-        cfg = config_from_checkpoint(ckpt, iterations=max(planned, int(ckpt["iteration"])), name=cfg.name)
+        cfg = config_from_checkpoint(ckpt, iterations=resumed_length(ckpt, cfg.iterations), name=cfg.name)
     cfg = cfg.resolved()
-    dev = _device(device)
+    dev = torch_device(device)
 
     torch.manual_seed(cfg.seed)
     model_args: dict[str, Any] = {"scale": cfg.scale, "channels": cfg.channels, "blocks": cfg.blocks,
