@@ -57,8 +57,9 @@ def pixel_loss(output: Tensor, target: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class LossWeights:
-    """λ_c, λ_s, λ_TV, λ_pixel, for these mean-normalised losses on 0-255 Caffe features (the offline VGG-19):
-    style 10 against content 1 trains feed-forward nets; Gatys uses 100 (docs/training.md)."""
+    """λ_c, λ_s, λ_TV, λ_pixel, for these mean-normalised losses on 0-255 Caffe features (the offline VGG-19).
+    The callers choose: style training uses 1 (after a ramp from 0, train.StyleConfig), Gatys 100
+    (docs/training.md)."""
 
     content: float = 1.0
     style: float = 10.0
