@@ -12,7 +12,9 @@ from the network's output. For each content photo / bundled style pair this scri
      converted ones, impasto.gatys defaults (offline VGG-19, content relu3_3, style relu1_2/relu2_2/relu3_3,
      style weight 1e2);
   3. runs Gatys (L-BFGS, one evaluation per iteration) from the content photo, from noise, and from the
-     feed-forward output, recording the loss after each iteration against wall time;
+     feed-forward output (as `stylize --refine` does: the first step scaled to grey levels, and a line
+     search, so a few more evaluations per iteration), recording the loss after each iteration against wall
+     time;
   4. prints the iteration and time at which each Gatys run first reaches the feed-forward loss, and the
      speed-up of the feed-forward network at equal loss (Gatys time to reach it / feed-forward time).
 The run from the feed-forward output starts the clock at the feed-forward time. Caveat: the converted networks
@@ -99,8 +101,10 @@ def gatys_curve(content: torch.Tensor, style: torch.Tensor, init: Any, iteration
         cpu_stamps.append(time.process_time())
 
     start, cpu_start = time.perf_counter(), time.process_time()
+    # from the feed-forward output: what `stylize --refine N` runs (a scaled first step with a line search)
+    first_step = gatys.REFINE_FIRST_STEP if isinstance(init, torch.Tensor) else 0.0
     result = gatys.run(content.to(dev), style.to(dev), init=init, iterations=iterations, device=dev,
-                       progress=progress, **loss)
+                       progress=progress, first_step=first_step, **loss)
     # history[k] scores the pixels left after k iterations, which existed at the k-th progress call
     times = [offset] + [offset + s - start for s in stamps]
     # process CPU time beside wall time: on a shared machine the wall clock mostly measures the queue
