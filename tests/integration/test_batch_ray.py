@@ -14,7 +14,7 @@ from types import FrameType
 
 import numpy as np
 import pytest
-from impasto.batch import MANIFEST_NAME, BatchJob, read_manifest, run_batch
+from impasto.batch import MANIFEST_NAME, TMP_MARK, BatchJob, read_manifest, run_batch
 from impasto.cancel import CancelToken
 from impasto.imageio import read_image, write_image
 from impasto.pixels import PixelBuffer
@@ -108,12 +108,16 @@ def test_ray_interrupted_then_resumed(ray_local: object, tmp_path: Path, impasto
     assert first.interrupted
     before = stats(out)
     time.sleep(2)  # the pipeline was stopped: no actor may still be writing
-    assert stats(out) == before and len(before) < len(good)
+    assert stats(out) == before
+    # an actor stopped in the middle of a write leaves its temporary file (never a partial output): the
+    # resumed run removes it and redoes that image
+    finished = {k: v for k, v in before.items() if TMP_MARK not in k}
+    assert len(finished) < len(good)
     second = run_batch(STYLE, src, out, workers=2, ray="auto")
-    assert not second.interrupted and second.skipped == len(before)
+    assert not second.interrupted and second.skipped == len(finished)
     after = stats(out)
-    assert sorted(after) == good
-    assert all(after[k] == v for k, v in before.items())  # finished outputs were not rewritten
+    assert sorted(after) == good  # no temporary file left behind
+    assert all(after[k] == v for k, v in finished.items())  # finished outputs were not rewritten
     assert done_counts(out / MANIFEST_NAME) == Counter(good)  # each input recorded done once
 
 
