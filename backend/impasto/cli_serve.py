@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from impasto.cli_engine import engine_config, engine_options
 from impasto.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -25,11 +26,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--address", default="127.0.0.1:50051",
                    help="HOST:PORT to listen on (default 127.0.0.1:50051); non-loopback hosts need --token")
-    p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, mps (default auto)")
+    engine_options(p)  # --device, --tile-size, --memory-budget, --max-pixels, --no-bf16, --compile
     p.add_argument("--max-queue", type=int, default=8, metavar="N",
                    help="jobs waiting or running before new ones are refused (default 8)")
-    p.add_argument("--max-pixels", type=int, default=64_000_000, metavar="N",
-                   help="largest image accepted, in pixels (default 64000000)")
     p.add_argument("--token", default=None, help="require clients to send this token (needed off loopback)")
     p.add_argument("--tls-cert", type=Path, default=None, metavar="FILE", help="PEM certificate for TLS")
     p.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="PEM private key for TLS")
@@ -46,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     # Imported here so `impasto --help` does not load torch and grpc.
     from impasto.access import is_loopback
     from impasto.server import ImpastoServer, ServerConfig
-    from impasto.service import Engine, EngineConfig
+    from impasto.service import Engine
 
     if not is_loopback(args.address) and not args.token:
         raise InvalidArgument(
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.max_queue < 1 or args.max_pixels < 1:
         raise InvalidArgument("--max-queue and --max-pixels must be at least 1")
-    engine = Engine(EngineConfig(device=args.device, max_pixels=args.max_pixels))
+    engine = Engine(engine_config(args))
     config = ServerConfig(address=args.address, max_queue=args.max_queue, token=args.token,
                           tls_cert=args.tls_cert, tls_key=args.tls_key, grace=args.grace)
     server = ImpastoServer(engine, config)

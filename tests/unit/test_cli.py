@@ -72,3 +72,15 @@ def test_icc_profile_is_kept(tmp_path: Path, impasto_home: Path) -> None:
     Image.new("RGB", (16, 16), (10, 120, 200)).save(src, icc_profile=icc)
     assert main(["stylize", str(src), str(tmp_path / "o.jpg"), "--style", "wave", "-q"]) == 0
     assert Image.open(tmp_path / "o.jpg").info.get("icc_profile") == icc
+
+
+def test_serve_takes_the_engine_options() -> None:
+    # the backend the editors talk to is tuned with the same switches as stylize/upscale/batch
+    from impasto.cli import build_parser
+    from impasto.cli_engine import engine_config
+
+    args = build_parser().parse_args(["serve", "--address", "127.0.0.1:0", "--compile", "--no-bf16",
+                                      "--memory-budget", "1.5", "--tile-size", "256", "--max-pixels", "1000"])
+    cfg = engine_config(args)
+    assert (cfg.compile, cfg.bf16, cfg.memory_budget, cfg.tile_size, cfg.max_pixels) == (
+        True, False, int(1.5 * 2**30), 256, 1000)
