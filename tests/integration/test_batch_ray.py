@@ -14,41 +14,15 @@ from types import FrameType
 
 import numpy as np
 import pytest
-from impasto.batch import MANIFEST_NAME, TMP_MARK, BatchJob, read_manifest, run_batch
+from batch_tree import GOOD, STYLE, done_counts, make_tree, stats
+from impasto.batch import MANIFEST_NAME, TMP_MARK, read_manifest, run_batch
 from impasto.cancel import CancelToken
-from impasto.imageio import read_image, write_image
-from impasto.pixels import PixelBuffer
-from impasto.service import EngineConfig
+from impasto.imageio import read_image
 from PIL import Image
 
 pytestmark = pytest.mark.slow
 REQUIRE = os.environ.get("IMPASTO_REQUIRE_RAY") == "1"
 BUDGET_S = 420  # the whole module: Ray start, three batches, shutdown; a hang fails instead of stalling CI
-CONFIG = EngineConfig(device="cpu", bf16=False, max_pixels=5_000)
-STYLE = BatchJob("stylize", {"style": "wave"}, CONFIG)
-GOOD = ["a.png", "b.jpg", "c.png", "deep/er/e.png", "sub/d.tif"]
-
-
-def make_tree(root: Path) -> Path:
-    """Tiny images in nested folders, a 16-bit TIFF, a corrupt file and one over max_pixels."""
-    rng = np.random.default_rng(1)
-    src = root / "in"
-    for rel, (w, h) in [("a.png", (24, 20)), ("b.jpg", (32, 24)), ("c.png", (20, 20)), ("deep/er/e.png", (28, 24))]:
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)).save(src / rel)
-    write_image(src / "sub" / "d.tif", PixelBuffer.from_array((rng.random((16, 20, 3)) * 65535).astype(np.uint16)))
-    (src / "broken.png").write_bytes(b"\x89PNG not really")
-    Image.new("RGB", (80, 80)).save(src / "huge.png")
-    return src
-
-
-def stats(out: Path) -> dict[str, tuple[int, int]]:
-    return {p.relative_to(out).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns)
-            for p in out.rglob("*") if p.is_file() and p.name != MANIFEST_NAME}
-
-
-def done_counts(manifest: Path) -> Counter[str]:
-    return Counter(r["input"] for r in read_manifest(manifest) if r["status"] == "done")
 
 
 @pytest.fixture(scope="module")
