@@ -207,6 +207,16 @@ def write_json(out_dir: Path, name: str, report: dict[str, Any]) -> Path:
     return path
 
 
+def publish(out_dir: Path, name: str, report: dict[str, Any], loads: tuple[float, float],
+            draw: Callable[[Any, dict[str, Any]], None]) -> None:
+    """Stamp the report (load averages before and after, time) and write NAME.json and NAME.png, drawn by
+    `draw(plt, report)`."""
+    report["load_average_before_after"] = list(loads)
+    report["measured"] = stamp()
+    write_json(out_dir, name, report)
+    save_plot(out_dir, name, lambda plt: draw(plt, report))
+
+
 def save_plot(out_dir: Path, name: str, draw: Callable[[Any], None]) -> Path | None:
     """Draw with matplotlib (headless) into NAME.png. matplotlib is optional: without it the JSON still gets
     written and the script says why the plot is missing."""

@@ -121,11 +121,8 @@ def _run(args: Any) -> int:
         "objective": "content MSE relu3_3 + 1e2 x Gram MSE relu1_2/relu2_2/relu3_3, offline VGG-19, L-BFGS lr 1",
         "warmup_iterations": args.warmup, "timed_iterations": runs,
         "rows": rows,
-        "load_average_before_after": [load_before, load_after],
-        "measured": common.stamp(),
     }
-    common.write_json(args.out_dir, "gatys_speed", report)
-    common.save_plot(args.out_dir, "gatys_speed", lambda plt: _plot(plt, report))
+    common.publish(args.out_dir, "gatys_speed", report, (load_before, load_after), _plot)
     return 0
 
 

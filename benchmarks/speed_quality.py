@@ -200,11 +200,8 @@ def _run(args: Any) -> int:
         "feedforward": f"Engine.stylize (RGBA u8), autocast {precision}, median of {runs} after 1 warm-up",
         "size_long_side": size, "iterations": iterations,
         "pairs": results,
-        "load_average_before_after": [load_before, load_after],
-        "measured": common.stamp(),
     }
-    common.write_json(args.out_dir, "speed_quality", report)
-    common.save_plot(args.out_dir, "speed_quality", lambda plt: _plot(plt, report))
+    common.publish(args.out_dir, "speed_quality", report, (load_before, load_after), _plot)
     return 0
 
 

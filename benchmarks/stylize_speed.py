@@ -236,12 +236,9 @@ def _run(args: Any) -> int:
         "compile": compiles,
         "trained_weights_check": trained,
         "goal": goal,
-        "load_average_before_after": [load_before, load_after],
-        "measured": common.stamp(),
     }
-    common.write_json(args.out_dir, "stylize_speed", report)
+    common.publish(args.out_dir, "stylize_speed", report, (load_before, load_after), _plot)
     (args.out_dir / "stylize_speed.partial.json").unlink(missing_ok=True)
-    common.save_plot(args.out_dir, "stylize_speed", lambda plt: _plot(plt, report))
     return 0
 
 
