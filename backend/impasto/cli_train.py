@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from impasto.errors import InvalidArgument
-from impasto.train_common import torch_device
+from impasto.service import pick_device
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -145,7 +145,7 @@ def _train_style(args: argparse.Namespace) -> int:
         kw.setdefault("style_image", "")
         kw.setdefault("iterations", 0)  # keep the checkpoint's plan
     _check_store_name(args)
-    run = train_style(StyleConfig(**kw), resume=args.resume, device=torch_device(args.device))
+    run = train_style(StyleConfig(**kw), resume=args.resume, device=pick_device(args.device))
     last = run.history[-1] if run.history else {}
     print(f"trained {len(run.history)} iterations; last losses: "
           + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("iteration", "seconds")))
@@ -165,7 +165,7 @@ def _train_sr(args: argparse.Namespace) -> int:
         kw.setdefault("data", "")
         kw.setdefault("iterations", 0)  # keep the checkpoint's plan
     _check_store_name(args)
-    run = train_sr(SRConfig(**kw), resume=args.resume, device=torch_device(args.device))
+    run = train_sr(SRConfig(**kw), resume=args.resume, device=pick_device(args.device))
     last = run.history[-1] if run.history else {}
     print(f"trained {len(run.history)} iterations; last loss {last.get('total', float('nan')):.4g}")
     print(f"samples and loss curve in {run.out_dir}")
@@ -199,7 +199,7 @@ def _eval_sr(args: argparse.Namespace) -> int:
 
     from impasto.evaluate import evaluate, network_upscaler
 
-    up = None if args.model == "bicubic" else network_upscaler(load_sr_model(args.model), torch_device(args.device))
+    up = None if args.model == "bicubic" else network_upscaler(load_sr_model(args.model), pick_device(args.device))
     with tqdm(total=100, disable=args.json, unit="%", leave=False) as bar:
         res = evaluate(args.folder, args.scale, up, args.model,
                        progress=lambda s, f: bar.update(round(100 * f) - bar.n))
@@ -229,7 +229,7 @@ def _gatys(args: argparse.Namespace) -> int:
         res = run(content, style, init=init, iterations=args.iterations, optimizer=args.optimizer, lr=args.lr,
                   loss_net=args.loss_net, vgg16_weights=args.vgg16_weights, content_layer=args.content_layer,
                   style_layers=args.style_layers, content_weight=args.content_weight,
-                  style_weight=args.style_weight, tv_weight=args.tv_weight, device=torch_device(args.device),
+                  style_weight=args.style_weight, tv_weight=args.tv_weight, device=pick_device(args.device),
                   progress=lambda s, f: bar.update(round(f * args.iterations) - bar.n))
     out = Path(args.out)
     to_pil(res.image).save(out)

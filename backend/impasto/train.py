@@ -22,6 +22,7 @@ from impasto.cancel import CancelToken, Progress
 from impasto.losses import LossWeights, PerceptualLoss
 from impasto.nets.johnson import build_johnson
 from impasto.nets.vgg import LOSS_NETS, load_loss_net
+from impasto.service import pick_device
 from impasto.train_common import (
     ImageFolder,
     fit,
@@ -29,7 +30,6 @@ from impasto.train_common import (
     load_checkpoint,
     load_rgb,
     resumed_length,
-    torch_device,
 )
 
 TRAIN_CONTENT_LAYER = "relu2_2"
@@ -117,7 +117,7 @@ def train_style(
     if ckpt is not None:
         cfg = config_from_checkpoint(ckpt, iterations=resumed_length(ckpt, cfg.iterations), name=cfg.name)
     cfg = cfg.resolved()
-    dev = torch_device(device)
+    dev = pick_device(str(device or "auto"))
     assert cfg.content_layer is not None and cfg.style_layers is not None
 
     torch.manual_seed(cfg.seed)

@@ -216,13 +216,6 @@ def save_checkpoint(path: Path, *, model: nn.Module, model_args: dict, config: A
     tmp.replace(path)  # never leave a half-written checkpoint behind a crash
 
 
-def torch_device(device: str | torch.device | None) -> torch.device:
-    """``auto`` or None: CUDA when there is one, else the CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def resumed_length(ckpt: dict[str, Any], asked: int) -> int:
     """The iteration count of a resumed run. Only the length and the store name may change on resume;
     everything else must match to be exact (and the length only by choice: it moves a cosine schedule).

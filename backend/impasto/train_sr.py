@@ -22,7 +22,8 @@ from impasto.errors import InvalidArgument
 from impasto.losses import LossWeights, PerceptualLoss, pixel_loss, tv_loss
 from impasto.nets.sr import build_johnson_sr
 from impasto.nets.vgg import load_loss_net
-from impasto.train_common import ImageFolder, fit, image_grid, load_checkpoint, resumed_length, torch_device
+from impasto.service import pick_device
+from impasto.train_common import ImageFolder, fit, image_grid, load_checkpoint, resumed_length
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def train_sr(
     if ckpt is not None:
         cfg = config_from_checkpoint(ckpt, iterations=resumed_length(ckpt, cfg.iterations), name=cfg.name)
     cfg = cfg.resolved()
-    dev = torch_device(device)
+    dev = pick_device(str(device or "auto"))
 
     torch.manual_seed(cfg.seed)
     model_args: dict[str, Any] = {"scale": cfg.scale, "channels": cfg.channels, "blocks": cfg.blocks,
