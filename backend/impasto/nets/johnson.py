@@ -17,6 +17,7 @@ from impasto.nets.blocks import (
     ConvLayer,
     Plan,
     UpsampleConvLayer,
+    keep_head_fp32,
     load_weights,
     residual_plan,
     run_plan,
@@ -59,12 +60,7 @@ class TransformerNet(nn.Module):
         self.deconv2 = UpsampleConvLayer(b, a, 3, upsample=2)
         self.in5 = nn.InstanceNorm2d(a, affine=True)
         self.deconv3 = ConvLayer(a, 3, 9, 1)
-        # measured: under bf16 most of the error comes from the first convolutions (raw 0-255 input); fp32
-        # there takes the largest difference on trained nets from ~13% to ~3% of range for ~10% of the work.
-        # The 9x9 output conv stays bf16: with 3 output channels it is the slowest conv in fp32 on a CPU (a third
-        # of the compiled bf16 run at 1024x1024) and bf16 there adds about 0.1% of range (docs/benchmarks.md).
-        for conv in (self.conv1, self.conv2, self.conv3):
-            conv.precise = True
+        keep_head_fp32(self)
 
     # The input is reflection-padded to a multiple of this so that the output has the input's size.
     multiple = 4
