@@ -58,9 +58,8 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 def style_image(name: str) -> torch.Tensor:
     """The style image embedded in the model; for a network we trained, at the size its Gram targets had."""
-    import torch.nn.functional as F
     from impasto.models.store import ModelStore
-    from impasto.service import decode_rgb
+    from impasto.service import decode_rgb, resize
 
     info = ModelStore().get(name, "style")
     if not info.style_image_jpeg:
@@ -69,8 +68,7 @@ def style_image(name: str) -> torch.Tensor:
     side = (info.training or {}).get("style_size")
     if side and max(style.shape[-2:]) > side:
         k = side / max(style.shape[-2:])
-        size = (max(1, round(style.shape[-2] * k)), max(1, round(style.shape[-1] * k)))
-        style = F.interpolate(style, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 255)
+        style = resize(style, max(1, round(style.shape[-2] * k)), max(1, round(style.shape[-1] * k)))
     return style
 
 

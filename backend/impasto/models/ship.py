@@ -16,11 +16,9 @@ import io
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
 from PIL import Image
 
-from impasto.models.bundle import SAMPLES_DIR, _jpeg, _png, _thumbnail
+from impasto.models.bundle import SAMPLES_DIR, _jpeg, _thumbnail
 from impasto.models.fileformat import build_network, load_state, read_info, save_model
 from impasto.models.store import BUNDLED_DIR, user_home
 
@@ -72,10 +70,7 @@ def ship(model: str, name: str) -> Path:
         coffee = Image.open(SAMPLES_DIR / "coffee.png").convert("RGB")
         side = 96 // info.scale
         crop = coffee.crop((120, 60, 216, 156)).resize((side, side), Image.Resampling.BICUBIC)
-        x = torch.from_numpy(np.asarray(crop, dtype=np.float32).transpose(2, 0, 1).copy())[None]
-        with torch.inference_mode():
-            y = net(x).clamp(0, 255)[0].permute(1, 2, 0).numpy()
-        info.thumbnail_png = _png(np.rint(y).astype(np.uint8))
+        info.thumbnail_png = _thumbnail(net, crop, side)  # a 96 px upscale of the reduced crop
     return save_model(BUNDLED_DIR / f"{name}.safetensors", state, info)
 
 
