@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     from google.protobuf.internal import api_implementation
     from impasto.client import Client
 
-    load_before = os.getloadavg()[0]
+    load_before = common.load_average()
     server, address = start_server()
     try:
         results: dict[str, dict[str, object]] = {}
@@ -154,15 +154,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{sizes[-1]}x{sizes[-1]} RGBA u8 round trip: {big:.3f} s ({target}); "
           f"{big / summary[str(sizes[-1])]['memory_copy_s']:.0f}x a memory copy; "
           + (f"{cpu:.3f} CPU s (client + server) per trip; " if isinstance(cpu, float) else "")
-          + f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+          + f"load average {common.load_average():.1f} on {os.cpu_count()} CPUs")
     report = {
         "what": "round trip of an RGBA u8 image through impasto serve's no-op Echo RPC (1 MiB chunks)",
         "machine": {"cpu": common.cpu_name(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform(),
                     "grpcio": grpc.__version__, "protobuf_backend": api_implementation.Type(),
-                    "load_average_before_after": [load_before, os.getloadavg()[0]]},
+                    "load_average_before_after": [load_before, common.load_average()]},
         "runs": args.runs, "medians_s": summary, "all_s": results, "target_4096_s": TARGET_S,
-        "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "measured": common.stamp(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
