@@ -52,8 +52,9 @@ def make_images(folder: Path, count: int, size: int) -> None:
 
 def timed_run(src: Path, workers: int, threads: int | None, ray: str | None, device: str,
               style: str) -> dict[str, float]:
-    from impasto.batch import BatchJob, run_batch
-    from impasto.service import EngineConfig
+    from impasto.batch.job import BatchJob
+    from impasto.batch.run import run_batch
+    from impasto.engine.engine import EngineConfig
 
     job = BatchJob("stylize", {"style": style}, EngineConfig(device=device, bf16=False))
     finished: list[float] = []

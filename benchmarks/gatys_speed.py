@@ -1,4 +1,4 @@
-"""Gatys optimisation speed: seconds per iteration, ours (impasto.gatys.run) against a plain reference loop.
+"""Gatys optimisation speed: seconds per iteration, ours (impasto.train.gatys.run) against a plain reference loop.
 
     .venv/bin/python benchmarks/gatys_speed.py [--quick] [--device cuda] [--runs N]
 
@@ -52,8 +52,8 @@ class _Stamps:
 
 
 def ours(content: torch.Tensor, style: torch.Tensor, iterations: int, device: str) -> tuple[_Stamps, list[float]]:
-    """Timestamps between iterations (from the progress callback) and the loss history of impasto.gatys.run."""
-    from impasto import gatys
+    """Timestamps between iterations (from the progress callback) and the loss history of impasto.train.gatys.run."""
+    from impasto.train import gatys
 
     stamps = _Stamps(device)
     result = gatys.run(content, style, iterations=iterations, device=device, progress=stamps)
@@ -90,7 +90,8 @@ def _run(args: Any) -> int:
     for size in sizes:
         content, style = square(CONTENT, size).to(dev), square(STYLE, size).to(dev)
         # alternate which goes first, so a load that drifts during the run does not always favour one side
-        order = ("reference", "impasto.gatys") if sizes.index(size) % 2 == 0 else ("impasto.gatys", "reference")
+        mine = "impasto.train.gatys"
+        order = ("reference", mine) if sizes.index(size) % 2 == 0 else (mine, "reference")
         got: dict[str, dict[str, Any]] = {}
         for impl in order:
             with common.PeakMemory(dev) as mem:
@@ -100,7 +101,7 @@ def _run(args: Any) -> int:
                     stamps, losses = ours(content, style, iterations, dev)
             wall, cpu = stamps.per_iteration()
             got[impl] = _row(size, impl, wall[args.warmup:], cpu[args.warmup:], losses[0], mem.peak)
-        ref_row, our_row = got["reference"], got["impasto.gatys"]
+        ref_row, our_row = got["reference"], got["impasto.train.gatys"]
         history, ref_losses = [our_row["first_loss"]], [ref_row["first_loss"]]
         for r in (ref_row, our_row):
             r["speedup_vs_reference"] = ref_row["s_per_iteration"] / r["s_per_iteration"]
@@ -135,7 +136,7 @@ def _plot(plt: Any, report: dict[str, Any]) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     sizes = sorted({r["size"] for r in report["rows"]})
     width = 0.38
-    for i, impl in enumerate(("reference", "impasto.gatys")):
+    for i, impl in enumerate(("reference", "impasto.train.gatys")):
         vals = [next(r["s_per_iteration"] for r in report["rows"] if r["size"] == s and r["implementation"] == impl)
                 for s in sizes]
         ax.bar([j + (i - 0.5) * width for j in range(len(sizes))], vals, width, label=impl)

@@ -8,7 +8,7 @@ is ours to explain.
   `fast_neural_style` layout (reflection-padded convs, instance norm, nearest upsample + conv). Its module
   names give the pytorch/examples state-dict keys, which are also ours, so one state dict loads into both.
 * `reference_gatys`: the Gatys, Ecker & Bethge (2016) loop on the offline VGG-19 (conv1_1..conv3_3, Caffe
-  preprocessing) with the objective `impasto.gatys` uses by default: content MSE at relu3_3 plus 1e2 x the
+  preprocessing) with the objective `impasto.train.gatys` uses by default: content MSE at relu3_3 plus 1e2 x the
   Gram MSE at relu1_2, relu2_2, relu3_3, Gram / (C H W); L-BFGS (lr 1, history 50) taking one function
   evaluation per step, the pixels clamped to 0..255 after each, so one iteration is one forward + backward
   in both implementations.

@@ -9,7 +9,7 @@ from the network's output. For each content photo / bundled style pair this scri
      out, the engine's default precision) and times it (median of several runs, warm-up excluded);
   2. scores that output with the Gatys objective against the style image embedded in the model: for a network
      we trained (`impasto train style`), the very loss it was trained on (from its descriptor); for the
-     converted ones, impasto.gatys defaults (offline VGG-19, content relu3_3, style relu1_2/relu2_2/relu3_3,
+     converted ones, impasto.train.gatys defaults (offline VGG-19, content relu3_3, style relu1_2/relu2_2/relu3_3,
      style weight 1e2);
   3. runs Gatys (L-BFGS, one evaluation per iteration) from the content photo, from noise, and from the
      feed-forward output (as `stylize --refine` does: the first step scaled to grey levels, and a line
@@ -58,8 +58,8 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 def style_image(name: str) -> torch.Tensor:
     """The style image embedded in the model; for a network we trained, at the size its Gram targets had."""
+    from impasto.engine.engine import decode_rgb, resize
     from impasto.models.store import ModelStore
-    from impasto.service import decode_rgb, resize
 
     info = ModelStore().get(name, "style")
     if not info.style_image_jpeg:
@@ -75,7 +75,7 @@ def style_image(name: str) -> torch.Tensor:
 def objective(name: str) -> dict[str, Any]:
     """The Gatys objective a pair is scored with: a network we trained with `impasto train style` carries its
     training loss in its descriptor (loss network, layers, weights) and is scored with exactly that; the
-    converted networks get impasto.gatys's defaults."""
+    converted networks get impasto.train.gatys's defaults."""
     from impasto.models.store import ModelStore
 
     t = ModelStore().get(name, "style").training or {}
@@ -89,7 +89,7 @@ def objective(name: str) -> dict[str, Any]:
 def gatys_curve(content: torch.Tensor, style: torch.Tensor, init: Any, iterations: int, dev: str,
                 offset: float, cpu_offset: float, loss: dict[str, Any]) -> dict[str, Any]:
     """Loss after k iterations (k = 0..n) and the wall time at which those pixels existed."""
-    from impasto import gatys
+    from impasto.train import gatys
 
     stamps: list[float] = []
     cpu_stamps: list[float] = []
@@ -129,9 +129,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: Any) -> int:
-    from impasto import gatys
-    from impasto.pixels import PixelBuffer
-    from impasto.service import Engine, EngineConfig
+    from impasto.engine.engine import Engine, EngineConfig
+    from impasto.engine.pixels import PixelBuffer
+    from impasto.train import gatys
 
     dev = args.device
     size = args.size or (32 if args.quick else 256)
@@ -156,13 +156,13 @@ def _run(args: Any) -> int:
         ff_loss = ff_terms["total"]
         entry: dict[str, Any] = {
             "content": content_path, "style": style_name, "size": list(rgb.shape[:2]),
-            "objective": loss or "impasto.gatys defaults",
+            "objective": loss or "impasto.train.gatys defaults",
             "feedforward": {"time_s": ff["median_s"], "all_s": ff["all_s"], "cpu_s": ff["cpu_s"], "loss": ff_loss,
                             "terms": ff_terms},
             "gatys": {}, "speedup_at_equal_loss": {}, "speedup_at_equal_loss_cpu": {},
         }
         print(f"\n{content_path.rsplit('/', 1)[-1]} x {style_name} ({rgb.shape[1]}x{rgb.shape[0]}; objective: "
-              f"{loss or 'impasto.gatys defaults'}): feed-forward "
+              f"{loss or 'impasto.train.gatys defaults'}): feed-forward "
               f"{ff['median_s']:.3f} s ({ff['cpu_s']:.3f} CPU s), loss {ff_loss:.4g} "
               f"(content {ff_terms.get('content', 0):.4g}, "
               f"style {ff_terms.get('style', 0):.4g})")
@@ -192,7 +192,8 @@ def _run(args: Any) -> int:
     report = {
         "what": "Gatys loss vs wall time from content, noise and the feed-forward output; feed-forward loss marked",
         "machine": common.machine(dev),
-        "objective": "impasto.gatys defaults (content MSE relu3_3 + 1e2 x Gram MSE relu1_2/relu2_2/relu3_3 on the "
+        "objective": "impasto.train.gatys defaults (content MSE relu3_3 + 1e2 x Gram MSE relu1_2/relu2_2/relu3_3 on "
+                     "the "
                      "offline VGG-19) for converted networks; a network we trained: its own training loss (per "
                      "pair under 'objective'); L-BFGS lr 1, one evaluation per iteration",
         "feedforward": f"Engine.stylize (RGBA u8), autocast {precision}, median of {runs} after 1 warm-up",

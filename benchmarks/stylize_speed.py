@@ -1,4 +1,4 @@
-"""Feed-forward stylization speed: ours (impasto.tiling.run_network) against the plain reference network.
+"""Feed-forward stylization speed: ours (impasto.engine.tiling.run_network) against the plain reference network.
 
     .venv/bin/python benchmarks/stylize_speed.py [--quick] [--device cuda] [--runs N] [--weights random|reduced]
 
@@ -117,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: Any) -> int:
+    from impasto.engine.engine import Engine, EngineConfig
+    from impasto.engine.tiling import RunConfig, run_network
     from impasto.nets.johnson import johnson_from_state
-    from impasto.service import Engine, EngineConfig
-    from impasto.tiling import RunConfig, run_network
 
     plan = QUICK if args.quick else DEFAULT
     if args.reference_tiled is not None:
@@ -246,7 +246,7 @@ def _compiled_row(ours: Any, x: torch.Tensor, cfg: Any, name: str, size: int, de
                   ref: dict[str, Any] | None, record: Any, compiles: list[dict[str, Any]]) -> None:
     """torch.compile at one fixed shape; the first call (the compile) is timed apart. A machine without a
     working compiler toolchain gets the error recorded instead of losing the rest of the run."""
-    from impasto.tiling import run_network
+    from impasto.engine.tiling import run_network
 
     compiled = torch.compile(ours, dynamic=False)
     start = time.perf_counter()
@@ -268,9 +268,9 @@ def _trained_check(plan: Plan, fp32: Any, half: Any, dev: str, quick: bool) -> l
     """Output differences on trained weights: a random net's activations need not look like a trained one's.
     The reduced pytorch/examples nets are compared with the plain reference; the bundled networks (Engstrom's
     variant, which the reference does not implement) with our own fp32 run."""
+    from impasto.engine.tiling import run_network
     from impasto.models.store import ModelStore
     from impasto.nets.johnson import johnson_from_state
-    from impasto.tiling import run_network
 
     size = GOAL_SIZE if GOAL_SIZE in plan.sizes else plan.sizes[-1]
     x = photo(size)

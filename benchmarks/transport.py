@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/transport.py [--quick] [--runs 7] [--out docs/benchmarks/transport.json]
 
-For 1024x1024 and 4096x4096 it prints the median round trip through the grpcio client (impasto.client)
+For 1024x1024 and 4096x4096 it prints the median round trip through the grpcio client (impasto.serve.client)
 and through the plugins' pure-Python client (plugins/common, run in a child process with protobuf in
 pure-Python mode, as inside Krita and GIMP), beside a plain memory copy of the same bytes. The target
 (issue 3) is a 4096x4096 round trip through the server in at most 0.25 s. Also writes transport.png beside
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     import grpc
     import numpy as np
     from google.protobuf.internal import api_implementation
-    from impasto.client import Client
+    from impasto.serve.client import Client
 
     load_before = common.load_average()
     server, address = start_server()

@@ -7,10 +7,10 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from impasto.batch import MANIFEST_NAME, BatchJob, read_manifest
-from impasto.imageio import write_image
-from impasto.pixels import PixelBuffer
-from impasto.service import EngineConfig
+from impasto.batch.job import MANIFEST_NAME, BatchJob, read_manifest
+from impasto.engine.engine import EngineConfig
+from impasto.engine.imageio import write_image
+from impasto.engine.pixels import PixelBuffer
 from PIL import Image
 
 CONFIG = EngineConfig(device="cpu", bf16=False, max_pixels=5_000)

@@ -90,7 +90,7 @@ def direct_engine():  # type: ignore[no-untyped-def]
     """An in-process Engine on the CPU, configured like the test servers, for reference results."""
     global _ENGINE
     if _ENGINE is None:
-        from impasto.service import Engine, EngineConfig
+        from impasto.engine.engine import Engine, EngineConfig
 
         _ENGINE = Engine(EngineConfig(device="cpu"))
     return _ENGINE

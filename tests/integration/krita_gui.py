@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from impasto import plugin_install
+from impasto.cli import plugin_install
 
 SAMPLE = Path(__file__).resolve().parents[2] / "backend" / "impasto" / "data" / "samples" / "chelsea.png"
 

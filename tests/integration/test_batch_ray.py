@@ -15,9 +15,10 @@ from types import FrameType
 import numpy as np
 import pytest
 from batch_tree import GOOD, STYLE, done_counts, make_tree, stats
-from impasto.batch import MANIFEST_NAME, TMP_MARK, read_manifest, run_batch
+from impasto.batch.job import MANIFEST_NAME, TMP_MARK, read_manifest
+from impasto.batch.run import run_batch
 from impasto.cancel import CancelToken
-from impasto.imageio import read_image
+from impasto.engine.imageio import read_image
 from PIL import Image
 
 pytestmark = pytest.mark.slow

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from impasto.evaluate import bicubic, find_pairs, psnr, rgb_to_y
+from impasto.engine.engine import Engine, EngineConfig
+from impasto.engine.pixels import PixelBuffer
 from impasto.models.store import BUNDLED_DIR, ModelStore
-from impasto.pixels import PixelBuffer
-from impasto.service import Engine, EngineConfig
+from impasto.train.evaluate import bicubic, find_pairs, psnr, rgb_to_y
 
 # Kept in step with docs/models.md: the trained files we ship, and the x4 model the table calls our best.
 TRAINED_STYLES = ("starry-night", "composition-vii")

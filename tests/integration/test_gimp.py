@@ -3,7 +3,7 @@
 GIMP 3 lives in a Debian 13 chroot made by .ci/install-gimp.sh at $IMPASTO_GIMP_ROOT (IMPASTO_GIMP_ROOT=/
 for a Debian 13 host with GIMP 3 installed). The plug-in is installed with `impasto plugin install gimp`
 into a work folder inside the chroot, gimp_driver.py builds images there and calls our procedures through
-the PDB, and these tests compare what it saw with the backend's own answer through impasto.client.Client.
+the PDB, and these tests compare what it saw with the backend's own answer through impasto.serve.client.Client.
 Two GIMP runs in all (backend up, backend down), a few seconds each, so everything shares module fixtures.
 """
 
@@ -224,7 +224,7 @@ def down(work: Path) -> tuple[dict, str]:
 
 @pytest.fixture(scope="module")
 def client(backend: str) -> Iterator[Any]:
-    from impasto.client import Client
+    from impasto.serve.client import Client
 
     with Client(backend) as c:
         yield c
@@ -309,7 +309,7 @@ def test_backend_down_names_impasto_serve_and_leaves_the_image(down: tuple[dict,
 
 @pytest.mark.parametrize(("case", "linear"), [("f32", True), ("half", True), ("rgb16", False)])
 def test_upscale_float_and_no_alpha_equal_the_backend(up: dict, client: Any, case: str, linear: bool) -> None:
-    from impasto.pixels import PixelBuffer
+    from impasto.engine.pixels import PixelBuffer
 
     result = up[case]
     assert result["status"] == "success", result["message"]

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from impasto import plugin_install
-from impasto.client import Client
-from impasto.pixels import PixelBuffer, PixelFormat
+from impasto.cli import plugin_install
+from impasto.engine.pixels import PixelBuffer, PixelFormat
+from impasto.serve.client import Client
 
 pytestmark = [pytest.mark.krita, pytest.mark.slow]
 

@@ -12,7 +12,7 @@ import pytest
 from impasto import errors
 from impasto._proto import impasto_pb2 as pb
 from impasto._proto import impasto_pb2_grpc as pb_grpc
-from impasto.client import Client
+from impasto.serve.client import Client
 from impasto_serve_proc import ROOT, ServeProcess, child_env, make_image
 
 

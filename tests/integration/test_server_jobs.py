@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from impasto import errors
 from impasto.cancel import CancelToken
-from impasto.client import Client
-from impasto.pixels import PixelBuffer
+from impasto.engine.pixels import PixelBuffer
+from impasto.serve.client import Client
 from impasto_serve_proc import (
     Background,
     RefineTimes,

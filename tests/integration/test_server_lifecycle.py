@@ -14,7 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from impasto import errors
 from impasto.cancel import CancelToken
-from impasto.client import Client
+from impasto.serve.client import Client
 from impasto_serve_proc import (
     ROOT,
     Background,

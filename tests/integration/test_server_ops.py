@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from impasto.client import Client
-from impasto.pixels import PixelBuffer, PixelFormat
+from impasto.engine.pixels import PixelBuffer, PixelFormat
+from impasto.serve.client import Client
 from impasto_serve_proc import ROOT, ServeProcess, child_env, direct_engine, make_image
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from impasto.demo import psnr_y
-from impasto.evaluate import bicubic, find_pairs
-from impasto.pixels import PixelBuffer
-from impasto.service import Engine, EngineConfig
+from impasto.cli.demo_run import psnr_y
+from impasto.engine.engine import Engine, EngineConfig
+from impasto.engine.pixels import PixelBuffer
+from impasto.train.evaluate import bicubic, find_pairs
 
 
 @pytest.mark.slow

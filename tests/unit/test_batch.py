@@ -12,19 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from batch_tree import CONFIG, GOOD, STYLE, done_counts, make_tree, stats
-from impasto.batch import (
-    MANIFEST_NAME,
-    TMP_MARK,
-    BatchJob,
-    plan,
-    read_manifest,
-    run_batch,
-)
-from impasto.batch_local import cpu_threads, local_slots
+from impasto.batch.job import MANIFEST_NAME, TMP_MARK, BatchJob, plan, read_manifest
+from impasto.batch.local import cpu_threads, local_slots
+from impasto.batch.run import run_batch
 from impasto.cancel import CancelToken
 from impasto.cli import main
-from impasto.imageio import read_image
-from impasto.service import EngineConfig
+from impasto.engine.engine import EngineConfig
+from impasto.engine.imageio import read_image
 from PIL import Image
 
 

@@ -58,10 +58,10 @@ def test_gatys_speed(tmp_path: Path) -> None:
     r = _run("gatys_speed", tmp_path)
     _has(r, "machine", "rows", "load_average_before_after")
     impls = {row["implementation"] for row in r["rows"]}
-    assert impls == {"reference", "impasto.gatys"}
+    assert impls == {"reference", "impasto.train.gatys"}
     for row in r["rows"]:
         _has(row, "size", "implementation", "s_per_iteration", "first_loss", "speedup_vs_reference")
-        if row["implementation"] == "impasto.gatys":  # both loops optimise the same objective
+        if row["implementation"] == "impasto.train.gatys":  # both loops optimise the same objective
             assert row["first_loss_rel_diff"] < 1e-4, row
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from impasto.cli import main
-from impasto.imageio import read_image
+from impasto.engine.imageio import read_image
 from PIL import Image
 
 SAMPLE = Path(__file__).resolve().parents[2] / "backend/impasto/data/samples/chelsea.png"
@@ -37,8 +37,8 @@ def test_folder_in_folder_out(tmp_path: Path, impasto_home: Path) -> None:
     (tmp_path / "in" / "sub").mkdir(parents=True)
     Image.new("RGB", (20, 16), (200, 30, 30)).save(tmp_path / "in" / "a.png")
     arr = (np.random.default_rng(0).random((16, 20, 3)) * 65535).astype(np.uint16)
-    from impasto.imageio import write_image
-    from impasto.pixels import PixelBuffer
+    from impasto.engine.imageio import write_image
+    from impasto.engine.pixels import PixelBuffer
 
     write_image(tmp_path / "in" / "sub" / "b.tif", PixelBuffer.from_array(arr))
     (tmp_path / "in" / "broken.png").write_bytes(b"not a png")
@@ -77,7 +77,7 @@ def test_icc_profile_is_kept(tmp_path: Path, impasto_home: Path) -> None:
 def test_serve_takes_the_engine_options() -> None:
     # the backend the editors talk to is tuned with the same switches as stylize/upscale/batch
     from impasto.cli import build_parser
-    from impasto.cli_engine import engine_config
+    from impasto.cli.stylize import engine_config
 
     args = build_parser().parse_args(["serve", "--address", "127.0.0.1:0", "--compile", "--no-bf16",
                                       "--memory-budget", "1.5", "--tile-size", "256", "--max-pixels", "1000"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from impasto.cli import main
-from impasto.evaluate import evaluate, find_pairs, psnr, rgb_to_y, ssim
+from impasto.train.evaluate import evaluate, find_pairs, psnr, rgb_to_y, ssim
 from PIL import Image
 
 DATA = Path(__file__).parents[2].parent / "shared" / "data"
@@ -62,8 +62,8 @@ def test_cli_eval_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 def test_cli_eval_sr_model_from_a_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import torch
     from impasto.nets.sr import build_johnson_sr
-    from impasto.train_common import save_checkpoint
-    from impasto.train_sr import SRConfig
+    from impasto.train.common import save_checkpoint
+    from impasto.train.sr import SRConfig
 
     net = build_johnson_sr(scale=4, channels=8, blocks=1)
     cfg = SRConfig(data="x", name="n")

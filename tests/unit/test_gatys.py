@@ -9,7 +9,7 @@ import pytest
 import torch
 from impasto.cancel import CancelToken
 from impasto.errors import Cancelled
-from impasto.gatys import refine, run
+from impasto.train.gatys import refine, run
 
 DATA = Path(__file__).parents[2].parent / "shared" / "data"
 

@@ -46,7 +46,7 @@ def test_unknown_precision_is_refused(nick: str) -> None:
 
 
 def test_wire_names_parse_in_the_backend() -> None:
-    from impasto.pixels import PixelFormat
+    from impasto.engine.pixels import PixelFormat
 
     for nick in ("u8-linear", "u16-non-linear", "half-linear", "float-non-linear"):
         for alpha in (True, False):

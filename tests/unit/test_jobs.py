@@ -8,7 +8,7 @@ import time
 import pytest
 from impasto.cancel import CancelToken, Progress
 from impasto.errors import Cancelled, ResourceExhausted, Unavailable
-from impasto.jobs import Event, Job, JobQueue
+from impasto.serve.jobs import Event, Job, JobQueue
 
 
 def blocking(release: threading.Event, result: str = "done"):  # type: ignore[no-untyped-def]

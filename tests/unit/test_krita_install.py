@@ -9,8 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from impasto import plugin_install
-from impasto.cli import main
+from impasto.cli import main, plugin_install
 
 KRITA_IMPORTER = Path("/usr/share/krita/pykrita/plugin_importer/plugin_importer.py")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from impasto.losses import LossWeights, PerceptualLoss, feature_loss, gram, pixel_loss, style_loss, tv_loss
 from impasto.nets.vgg import VGG16, LossNet
+from impasto.train.losses import LossWeights, PerceptualLoss, feature_loss, gram, pixel_loss, style_loss, tv_loss
 
 
 def test_gram_normalised_by_chw() -> None:

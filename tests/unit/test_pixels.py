@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from impasto.engine.pixels import PixelBuffer, PixelFormat, from_network, resize_alpha, to_network
 from impasto.errors import InvalidArgument
-from impasto.pixels import PixelBuffer, PixelFormat, from_network, resize_alpha, to_network
 
 ORDERS = ["RGBA", "BGRA", "RGB", "BGR"]
 

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from impasto import errors
-from impasto.client import Client
-from impasto.server import ImpastoServer, ServerConfig
+from impasto.serve.client import Client
+from impasto.serve.server import ImpastoServer, ServerConfig
 
 
 class BrokenEngine:
@@ -43,7 +43,7 @@ def server() -> Iterator[ImpastoServer]:
 
 def test_bug_becomes_internal_and_is_logged(server: ImpastoServer, caplog: pytest.LogCaptureFixture) -> None:
     image = np.zeros((4, 4, 3), np.uint8)
-    with caplog.at_level(logging.ERROR, logger="impasto.server"), Client(server.address) as client:
+    with caplog.at_level(logging.ERROR, logger="impasto.serve.server"), Client(server.address) as client:
         with pytest.raises(errors.ImpastoError, match="internal error in Stylize: ZeroDivisionError") as info:
             client.stylize(image, "any")
         assert type(info.value) is errors.ImpastoError  # not one of the domain errors

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from impasto.cancel import CancelToken
+from impasto.engine.engine import Engine, EngineConfig, luminance_transfer
+from impasto.engine.pixels import PixelBuffer, PixelFormat
 from impasto.errors import Cancelled, InvalidArgument, NotFound, ResourceExhausted
-from impasto.pixels import PixelBuffer, PixelFormat
-from impasto.service import Engine, EngineConfig, luminance_transfer
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_preserve_colors_keeps_chroma(engine: Engine) -> None:
     a = torch.rand(1, 3, 8, 8) * 255
     b = torch.rand(1, 3, 8, 8) * 255
     out = luminance_transfer(a, b)
-    from impasto.service import _ycbcr
+    from impasto.engine.engine import _ycbcr
 
     ya, yb, yo = _ycbcr(a), _ycbcr(b), _ycbcr(out)
     inside = (out > 0.5).all(1) & (out < 254.5).all(1)  # unclipped pixels

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from impasto.engine.tiling import RunConfig, run_network
 from impasto.errors import ResourceExhausted
 from impasto.nets.engstrom import convert_ml5, engstrom_from_state
 from impasto.nets.johnson import johnson_from_state
 from impasto.nets.srgan import srgan_from_state
-from impasto.tiling import RunConfig, run_network
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_per_tile_statistics_would_differ(nets: dict) -> None:
 def test_tiny_budget_retries_with_smaller_tiles(nets: dict, caplog: pytest.LogCaptureFixture) -> None:
     x = torch.rand(1, 3, 72, 64) * 255
     whole = run_network(nets["engstrom"], x, RunConfig())
-    caplog.set_level(logging.INFO, logger="impasto.tiling")
+    caplog.set_level(logging.INFO, logger="impasto.engine.tiling")
     cfg = RunConfig(tile=256, budget=1 << 20)  # too small for the whole image or a 256px tile
     out = run_network(nets["engstrom"], x, cfg)
     retries = [r.message for r in caplog.records if "retrying with" in r.message]

@@ -10,9 +10,9 @@ import pytest
 import torch
 from impasto.cancel import CancelToken
 from impasto.errors import Cancelled
-from impasto.train import StyleConfig, save_style_model, style_weight_at, train_style
-from impasto.train_common import lr_at
-from impasto.train_sr import SRConfig, degrade, save_sr_model, train_sr
+from impasto.train.common import lr_at
+from impasto.train.sr import SRConfig, degrade, save_sr_model, train_sr
+from impasto.train.style import StyleConfig, save_style_model, style_weight_at, train_style
 from PIL import Image
 
 DATA = Path(__file__).parents[2].parent / "shared" / "data"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from google.protobuf.message import DecodeError
-from impasto import wire
 from impasto._proto import impasto_pb2 as pb
+from impasto.serve import wire
 
 
 @pytest.mark.parametrize("part", [0, 1, 300])

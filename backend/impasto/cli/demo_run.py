@@ -28,7 +28,7 @@ class Tile:
 
 def psnr_y(a: np.ndarray, b: np.ndarray, border: int) -> float:
     """PSNR on BT.601 luma with `border` pixels cropped: the SR convention, as `impasto eval sr` computes it."""
-    from impasto.evaluate import psnr, rgb_to_y
+    from impasto.train.evaluate import psnr, rgb_to_y
 
     ya, yb = rgb_to_y(a), rgb_to_y(b)
     if border:
@@ -85,9 +85,9 @@ backend on {html.escape(device)}, offline, with the models bundled in the packag
 
 def run_demo(out_dir: Path, *, progress: Callable[[str], None] | None = None, device: str = "auto") -> Path:
     """Write the demo into `out_dir`; returns the index.html path."""
-    from impasto.client import Client
-    from impasto.server import ImpastoServer, ServerConfig
-    from impasto.service import Engine, EngineConfig
+    from impasto.engine.engine import Engine, EngineConfig
+    from impasto.serve.client import Client
+    from impasto.serve.server import ImpastoServer, ServerConfig
 
     say = progress or (lambda message: None)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from impasto import plugin_install
+from impasto.cli import plugin_install
 
 
 def register(subparsers: Any) -> None:

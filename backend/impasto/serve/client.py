@@ -1,6 +1,6 @@
 """Python client for `impasto serve` (grpcio + numpy), for scripts, batch jobs and `--remote`.
 
-    from impasto.client import Client
+    from impasto.serve.client import Client
     with Client("127.0.0.1:50051") as client:
         out = client.stylize(np.asarray(img), "udnie")      # (H, W, 3|4) uint8/uint16/float32 in and out
 
@@ -19,12 +19,13 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
-from impasto import errors, wire
+from impasto import errors
 from impasto._proto import impasto_pb2 as pb
 from impasto._proto import impasto_pb2_grpc as pb_grpc
 from impasto.cancel import CancelToken, Progress
+from impasto.engine.pixels import PixelBuffer, PixelFormat
 from impasto.models.info import ModelInfo
-from impasto.pixels import PixelBuffer, PixelFormat
+from impasto.serve import wire
 
 CHUNK_SIZE = 1 << 20
 SERVICE = pb.DESCRIPTOR.services_by_name["Impasto"].full_name

@@ -257,7 +257,7 @@ def fit(
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.float16
     if cfg.amp and device.type == "cpu":
-        from impasto.service import cpu_has_bf16
+        from impasto.device import cpu_has_bf16
 
         use_amp, amp_dtype = cpu_has_bf16(), torch.bfloat16
     model.to(device).train()

@@ -52,7 +52,7 @@ def plugins_source() -> Path:
     """plugins/ of this checkout (or $IMPASTO_PLUGINS_SOURCE): plugins ship as source, not in the wheel."""
     env = os.environ.get("IMPASTO_PLUGINS_SOURCE")
     candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / "plugins")
+    candidates.append(Path(__file__).resolve().parents[3] / "plugins")
     for path in candidates:
         if (path / "krita" / "impasto.desktop").is_file() and (path / "common" / "impasto_client").is_dir():
             return path

@@ -5,7 +5,6 @@ to a `progress(stage, fraction)` callback and a `CancelToken` is checked between
 
 from __future__ import annotations
 
-import functools
 import io
 import logging
 import threading
@@ -18,11 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from impasto.cancel import CancelToken, Progress, no_progress
+from impasto.device import autocast_dtype, memory_budget, pick_device
+from impasto.engine.pixels import PixelBuffer, from_network, resize_alpha, to_network
+from impasto.engine.tiling import RunConfig, run_network
 from impasto.errors import InvalidArgument, ResourceExhausted
 from impasto.models.info import ModelInfo
 from impasto.models.store import ModelStore
-from impasto.pixels import PixelBuffer, from_network, resize_alpha, to_network
-from impasto.tiling import RunConfig, run_network
 
 log = logging.getLogger(__name__)
 
@@ -40,44 +40,6 @@ class EngineConfig:
     compile: bool = False  # torch.compile the networks (pays a compile per new input shape)
     max_pixels: int = 64_000_000
     model_cache: int = 4
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise InvalidArgument(f"unknown device {name!r}", hint="use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidArgument("CUDA was requested but no CUDA device is available", hint="use --device cpu")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise InvalidArgument("MPS was requested but is not available here", hint="use --device cpu")
-    return dev
-
-
-@functools.cache
-def cpu_has_bf16() -> bool:
-    """bf16 autocast only pays on CPUs with native bf16 (AVX512-BF16 or AMX); elsewhere it is emulated."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def available_memory() -> int:
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 << 30
 
 
 def _ycbcr(x: torch.Tensor) -> torch.Tensor:
@@ -122,20 +84,8 @@ class Engine:
 
     def run_config(self) -> RunConfig:
         cfg = self.config
-        if cfg.memory_budget is not None:
-            budget = cfg.memory_budget
-        elif self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            budget = int(free * 0.6)
-        else:
-            budget = min(int(available_memory() * 0.35), 8 << 30)
-        autocast = None
-        if cfg.bf16 is not False:
-            if self.device.type == "cuda":
-                autocast = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            elif self.device.type == "cpu" and (cfg.bf16 or cpu_has_bf16()):
-                autocast = torch.bfloat16
-        return RunConfig(device=self.device, tile=cfg.tile_size, budget=budget, autocast=autocast)
+        return RunConfig(device=self.device, tile=cfg.tile_size, budget=memory_budget(self.device, cfg.memory_budget),
+                         autocast=autocast_dtype(self.device, cfg.bf16))
 
     # ---- models ----
 
@@ -227,7 +177,7 @@ class Engine:
 
     def _refine(self, info: ModelInfo, content: torch.Tensor, init: torch.Tensor, iterations: int,
                 progress: Progress, cancel: CancelToken | None) -> torch.Tensor:
-        from impasto import gatys
+        from impasto.train import gatys
 
         if not info.style_image_jpeg:
             raise InvalidArgument(f"style {info.name!r} carries no style image, so it cannot be refined",
@@ -283,7 +233,7 @@ class Engine:
         cancel: CancelToken | None = None,
     ) -> PixelBuffer:
         """Style transfer by optimisation (Gatys et al. 2016) from any style image; no trained network."""
-        from impasto import gatys
+        from impasto.train import gatys
 
         if not 1 <= iterations <= 5000:
             raise InvalidArgument(f"iterations must be between 1 and 5000, got {iterations}")

@@ -6,8 +6,6 @@ import argparse
 import json
 import sys
 
-from impasto.models.store import ModelStore
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list, inspect, import, remove or download models")
@@ -32,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from impasto.models.store import ModelStore
+
     store = ModelStore()
     infos = store.list(args.kind)
     if args.json:
@@ -48,6 +48,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from impasto.models.store import ModelStore
+
     info = ModelStore().get(args.name)
     d = info.to_json() | {"path": str(info.path)}
     for k, v in d.items():
@@ -58,12 +60,16 @@ def _info(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from impasto.models.store import ModelStore
+
     info = ModelStore().import_path(Path(args.path), args.name)
     print(f"imported {info.name} ({info.kind}, {info.arch}) -> {info.path}")
     return 0
 
 
 def _remove(args: argparse.Namespace) -> int:
+    from impasto.models.store import ModelStore
+
     ModelStore().remove(args.name)
     print(f"removed {args.name}")
     return 0
@@ -71,6 +77,7 @@ def _remove(args: argparse.Namespace) -> int:
 
 def _pull(args: argparse.Namespace) -> int:
     from impasto.models.pull import manifest, pull
+    from impasto.models.store import ModelStore
 
     if not args.name:
         for name, e in manifest().items():

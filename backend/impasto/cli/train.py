@@ -7,12 +7,13 @@ import argparse
 import json
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from impasto.device import pick_device
 from impasto.errors import InvalidArgument
-from impasto.service import pick_device
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -135,7 +136,7 @@ def _store_result(save: Any, run: Any, overwrite: bool) -> None:
 
 
 def _train_style(args: argparse.Namespace) -> int:
-    from impasto.train import StyleConfig, save_style_model, train_style
+    from impasto.train.style import StyleConfig, save_style_model, train_style
 
     kw = _overrides(args, StyleConfig)
     if not args.resume and not (kw.get("content") and kw.get("style_image")):
@@ -156,7 +157,7 @@ def _train_style(args: argparse.Namespace) -> int:
 
 
 def _train_sr(args: argparse.Namespace) -> int:
-    from impasto.train_sr import SRConfig, save_sr_model, train_sr
+    from impasto.train.sr import SRConfig, save_sr_model, train_sr
 
     kw = _overrides(args, SRConfig)
     if not args.resume and not kw.get("data"):
@@ -179,7 +180,7 @@ def load_sr_model(spec: str) -> torch.nn.Module:
     path = Path(spec)
     if path.is_dir() or path.suffix == ".pt":
         from impasto.nets.sr import build_johnson_sr
-        from impasto.train_common import load_checkpoint
+        from impasto.train.common import load_checkpoint
 
         ckpt = load_checkpoint(path)
         net = build_johnson_sr(**ckpt["model_args"])
@@ -197,7 +198,7 @@ def load_sr_model(spec: str) -> torch.nn.Module:
 def _eval_sr(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from impasto.evaluate import evaluate, network_upscaler
+    from impasto.train.evaluate import evaluate, network_upscaler
 
     up = None if args.model == "bicubic" else network_upscaler(load_sr_model(args.model), pick_device(args.device))
     with tqdm(total=100, disable=args.json, unit="%", leave=False) as bar:
@@ -216,8 +217,8 @@ def _eval_sr(args: argparse.Namespace) -> int:
 def _gatys(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from impasto.gatys import run
-    from impasto.train_common import load_rgb, to_pil
+    from impasto.train.common import load_rgb, to_pil
+    from impasto.train.gatys import run
 
     size = args.size or None
     content = load_rgb(args.content, size)

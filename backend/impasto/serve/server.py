@@ -11,7 +11,6 @@ import functools
 import inspect
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
@@ -24,18 +23,20 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from impasto import __version__, wire
+from impasto import __version__
 from impasto._proto import impasto_pb2 as pb
 from impasto._proto import impasto_pb2_grpc as pb_grpc
-from impasto.access import TokenInterceptor, bind_problem
 from impasto.cancel import CancelToken, Progress
+from impasto.device import device_memory, release_device_memory
+from impasto.engine.pixels import PixelBuffer, PixelFormat
 from impasto.errors import ImpastoError, InvalidArgument, Unavailable
-from impasto.jobs import JobQueue
-from impasto.pixels import PixelBuffer, PixelFormat
+from impasto.serve import wire
+from impasto.serve.access import TokenInterceptor, bind_problem
+from impasto.serve.jobs import JobQueue
 
 if TYPE_CHECKING:
+    from impasto.engine.engine import Engine
     from impasto.models.info import ModelInfo
-    from impasto.service import Engine
 
 log = logging.getLogger(__name__)
 
@@ -86,29 +87,6 @@ def model_to_pb(m: ModelInfo) -> pb.ModelInfo:
         sha256=m.sha256, thumbnail_png=m.thumbnail_png or b"", bundled=m.bundled, tiling_exact=m.tiling_exact,
         training_json=json.dumps(m.training) if m.training else "",
     )
-
-
-def device_memory(device: Any) -> tuple[int, int]:
-    """(total, available) bytes of the engine's device; host RAM for the CPU."""
-    if getattr(device, "type", "cpu") == "cuda":
-        import torch
-
-        free, total = torch.cuda.mem_get_info(device)
-        return int(total), int(free)
-    try:
-        page = os.sysconf("SC_PAGE_SIZE")
-        return os.sysconf("SC_PHYS_PAGES") * page, os.sysconf("SC_AVPHYS_PAGES") * page
-    except (ValueError, OSError, AttributeError):  # not on every platform
-        return 0, 0
-
-
-def _release_device_memory(device: Any, failed: bool) -> None:
-    # A cancelled or failed job can leave large blocks in torch's CUDA cache; hand them back so the next
-    # job (or another program) has the memory. Successful jobs keep the cache warm for the next one.
-    if failed and getattr(device, "type", "cpu") == "cuda":
-        import torch
-
-        torch.cuda.empty_cache()
 
 
 def _progress(stage: str, fraction: float = 0.0, position: int = 0) -> pb.ImageResponse:
@@ -290,7 +268,7 @@ class ImpastoServer:
     def __init__(self, engine: Engine, config: ServerConfig) -> None:
         self.config = config
         self.jobs = JobQueue(config.max_queue, name=str(getattr(engine, "device", "device")),
-                             after_job=functools.partial(_release_device_memory, engine.device))
+                             after_job=functools.partial(release_device_memory, engine.device))
         self.health = health.HealthServicer()
         # Threads beyond the queue keep ListModels / GetServerInfo / health answering while the queue is full;
         # past that many calls at once, gRPC itself answers RESOURCE_EXHAUSTED instead of letting them hang.

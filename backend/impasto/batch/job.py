@@ -15,19 +15,18 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from impasto.cancel import CancelToken
+from impasto.engine.imageio import SUFFIXES, read_image, write_image
 from impasto.errors import Cancelled, ImpastoError, InvalidArgument
-from impasto.imageio import SUFFIXES, read_image, write_image
 
 if TYPE_CHECKING:  # the engine pulls in torch; the walk and the manifest do not need it
-    from impasto.pixels import PixelBuffer
-    from impasto.service import Engine, EngineConfig
+    from impasto.engine.engine import Engine, EngineConfig
+    from impasto.engine.pixels import PixelBuffer
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +96,13 @@ def plan(in_dir: Path, out_dir: Path, fmt: str | None = None) -> list[Task]:
     return sorted(tasks, key=lambda t: t.rel)  # one order whatever the filesystem's: collisions resolve alike
 
 
-def _collisions(tasks: list[Task]) -> tuple[list[Task], list[Record]]:
+def find_collisions(tasks: list[Task]) -> tuple[list[Task], list[Record]]:
     """With --format, a.png and a.jpg both map to a.jpg: keep the first, report the others."""
     seen: dict[str, str] = {}
     keep, clashes = [], []
     for t in tasks:
         if t.dst in seen:
-            clashes.append(_record(t, "error", error=f"its output {Path(t.dst).name} is also the output of "
+            clashes.append(make_record(t, "error", error=f"its output {Path(t.dst).name} is also the output of "
                                    f"{seen[t.dst]}; rename one of them or drop --format"))
         else:
             seen[t.dst] = t.rel
@@ -129,7 +128,7 @@ def read_manifest(path: Path) -> list[Record]:
     return records
 
 
-def _record(task: Task, status: str, *, seconds: float | None = None, error: str | None = None,
+def make_record(task: Task, status: str, *, seconds: float | None = None, error: str | None = None,
             worker: str | None = None, settings: dict[str, Any] | None = None) -> Record:
     return {"input": task.rel, "output": task.dst, "status": status, "seconds": seconds,
             "time": datetime.now(UTC).isoformat(timespec="seconds"), "error": error, "worker": worker,
@@ -162,14 +161,14 @@ def process(engine: Engine, job: BatchJob, task: Task, worker: str, cancel: Canc
         out = apply(engine, job, image, cancel)
         write_image(tmp, out, meta)
         os.replace(tmp, dst)  # atomic on one filesystem: readers see no output or a whole one
-        return _record(task, "done", worker=worker, settings=job.settings()) | timing()
+        return make_record(task, "done", worker=worker, settings=job.settings()) | timing()
     except Cancelled:
         raise
     except ImpastoError as exc:
-        return _record(task, "error", error=exc.message, worker=worker) | timing()
+        return make_record(task, "error", error=exc.message, worker=worker) | timing()
     except Exception as exc:  # a decoder or engine bug on one file must not cost the rest of the batch
         log.exception("batch: %s failed", task.rel)
-        return _record(task, "error", error=repr(exc), worker=worker) | timing()
+        return make_record(task, "error", error=repr(exc), worker=worker) | timing()
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -182,112 +181,14 @@ def worker_name(device: str) -> str:
 
 
 def engine_for(config: EngineConfig, device: str, slots: int) -> Engine:
-    from impasto.service import Engine, available_memory
+    from impasto.device import CPU_BUDGET_SHARE, available_memory
+    from impasto.engine.engine import Engine
 
     if device == "cpu" and config.memory_budget is None and slots > 1:
         # Each process would otherwise take the single-process share of free memory.
-        config = replace(config, memory_budget=max(256 << 20, int(available_memory() * 0.35 / slots)))
+        config = replace(config, memory_budget=max(256 << 20, int(available_memory() * CPU_BUDGET_SHARE / slots)))
     return Engine(replace(config, device=device))
 
 
 def failed_record(task: Task, error: str, worker: str) -> Record:
-    return _record(task, "error", error=error, worker=worker)
-
-
-# ---- the driver ----
-
-
-def run_batch(job: BatchJob, in_dir: Path, out_dir: Path, *, workers: int | None = None, threads: int | None = None,
-              ray: str | None = None,
-              manifest: Path | None = None, overwrite: bool = False, progress: bool = False,
-              cancel: CancelToken | None = None, on_record: Callable[[Record], None] | None = None) -> Summary:
-    """Process every image under `in_dir` into `out_dir`; with `ray`, on a Ray cluster ("auto": a local one)."""
-    cancel = cancel or CancelToken()
-    out_dir = out_dir.resolve()
-    manifest = (manifest or out_dir / MANIFEST_NAME).resolve()
-    tasks, clashes = _collisions(plan(in_dir, out_dir, job.format))
-    if not tasks and not clashes:
-        raise InvalidArgument(f"no images found in {in_dir}", hint=f"supported: {', '.join(sorted(SUFFIXES))}")
-    earlier = read_manifest(manifest)
-    finished = {r["input"] for r in earlier if r.get("status") == "done"}
-    if not overwrite:
-        _check_settings(earlier, job, manifest)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(out_dir)
-    summary = Summary()
-    todo, recovered = [], []
-    for t in tasks:
-        if overwrite or not Path(t.dst).exists():
-            todo.append(t)
-        else:
-            summary.skipped += 1
-            if t.rel not in finished:  # written by a run that died before it could say so
-                recovered.append(_record(t, "done", worker="found", settings=job.settings()))
-    start = time.perf_counter()
-    with manifest.open("a", encoding="utf-8") as log_file, _bar(progress, len(todo)) as bar:
-        if log_file.tell() and not manifest.read_bytes().endswith(b"\n"):
-            log_file.write("\n")  # a line cut by a crash must not swallow the first record of this run
-
-        def note(rec: Record) -> None:
-            log_file.write(json.dumps(rec) + "\n")
-            log_file.flush()  # a crash loses at most the line being written
-            if rec["status"] != "done":
-                summary.failed += 1
-                summary.errors.append((rec["input"], rec["error"]))
-            if on_record is not None:
-                on_record(rec)
-
-        for rec in [*recovered, *clashes]:
-            note(rec)
-        for rec in _execute(job, todo, workers, threads, ray, cancel):
-            summary.done += rec["status"] == "done"
-            note(rec)
-            bar.update(1)
-            bar.set_postfix(failed=summary.failed, refresh=False)
-    summary.seconds = time.perf_counter() - start
-    summary.interrupted = summary.done + summary.failed - len(clashes) < len(todo)
-    return summary
-
-
-def _execute(job: BatchJob, todo: list[Task], workers: int | None, threads: int | None, ray: str | None,
-             cancel: CancelToken) -> Iterable[Record]:
-    if not todo:
-        return []
-    if ray:
-        from impasto import batch_ray
-
-        return batch_ray.run_ray(job, todo, ray, workers, cancel, threads or 1)
-    from impasto.batch_local import run_local
-
-    return run_local(job, todo, workers, cancel, threads)
-
-
-def _check_settings(earlier: list[Record], job: BatchJob, manifest: Path) -> None:
-    mine = job.settings()
-    for rec in earlier:
-        theirs = rec.get("settings")
-        if rec.get("status") == "done" and theirs and theirs != mine:
-            raise InvalidArgument(
-                f"{manifest.parent} holds outputs made with other settings ({_diff(theirs, mine)})",
-                hint="use another output folder, or --overwrite to redo every image with these settings")
-
-
-def _diff(theirs: dict[str, Any], mine: dict[str, Any]) -> str:
-    keys = sorted(set(theirs) | set(mine), key=str)
-    return ", ".join(f"{k} {theirs.get(k)!r} then, {mine.get(k)!r} now" for k in keys if theirs.get(k) != mine.get(k))
-
-
-def _remove_leftovers(out_dir: Path) -> None:
-    for p in out_dir.rglob(f"*{TMP_MARK}*"):
-        if p.is_file() and p.name.startswith("."):
-            p.unlink(missing_ok=True)
-
-
-def _bar(enabled: bool, total: int) -> Any:
-    import sys
-
-    from tqdm import tqdm
-
-    # tqdm's rate and remaining time are the throughput and ETA over images, not over tiles.
-    return tqdm(total=total, unit="img", desc="batch", file=sys.stderr, dynamic_ncols=True, smoothing=0.1,
-                disable=not enabled)
+    return make_record(task, "error", error=error, worker=worker)

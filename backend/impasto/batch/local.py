@@ -18,10 +18,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from impasto.batch import BatchJob, Record, Task, engine_for, failed_record, process, worker_name
+from impasto.batch.job import BatchJob, Record, Task, engine_for, failed_record, process, worker_name
 from impasto.cancel import CancelToken
+from impasto.engine.engine import EngineConfig
 from impasto.errors import Cancelled
-from impasto.service import EngineConfig
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def local_slots(config: EngineConfig, workers: int | None) -> list[str]:
     """One device name per worker: one model instance per GPU; on CPU, bounded by cores and memory."""
     import torch
 
-    from impasto.service import available_memory
+    from impasto.device import available_memory
 
     if config.device in ("auto", "cuda") and torch.cuda.is_available():
         gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())]

@@ -18,12 +18,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from impasto.cancel import CancelToken, Progress
+from impasto.device import pick_device
 from impasto.errors import InvalidArgument
-from impasto.losses import LossWeights, PerceptualLoss, pixel_loss, tv_loss
 from impasto.nets.sr import build_johnson_sr
 from impasto.nets.vgg import load_loss_net
-from impasto.service import pick_device
-from impasto.train_common import ImageFolder, fit, image_grid, load_checkpoint, resumed_length
+from impasto.train.common import ImageFolder, fit, image_grid, load_checkpoint, resumed_length
+from impasto.train.losses import LossWeights, PerceptualLoss, pixel_loss, tv_loss
 
 
 @dataclass(frozen=True)

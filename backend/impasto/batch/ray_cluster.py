@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from impasto.batch import BatchJob, Record, Task, engine_for, failed_record, process, worker_name
+from impasto.batch.job import BatchJob, Record, Task, engine_for, failed_record, process, worker_name
 from impasto.cancel import CancelToken
 from impasto.errors import InvalidArgument
 

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from impasto.errors import InvalidArgument, NotFound
-from impasto.train_common import IMAGE_SUFFIXES
+from impasto.train.common import IMAGE_SUFFIXES
 
 Upscaler = Callable[[np.ndarray, int], np.ndarray]  # (h, w, 3) uint8, scale -> (h*s, w*s, 3) uint8
 

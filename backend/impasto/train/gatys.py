@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from impasto.cancel import CancelToken, Progress
-from impasto.losses import LossWeights, PerceptualLoss
 from impasto.nets.vgg import LOSS_NETS, LossNet, load_loss_net
+from impasto.train.losses import LossWeights, PerceptualLoss
 
 # Measured on chicago x starry_night at 256 px (docs/training.md): with MSE content and MSE-of-Gram/(CHW)
 # style losses on 0-255 Caffe features, 1e2 balances them; 1e5 wipes the content out.

@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING
 
 from impasto.cancel import Progress
 from impasto.errors import InvalidArgument
-from impasto.imageio import SUFFIXES, read_image, write_image
-from impasto.pixels import PixelBuffer
 
 if TYPE_CHECKING:  # the engine pulls in torch: import it only when a command runs
-    from impasto.service import EngineConfig
+    from impasto.engine.engine import EngineConfig
+    from impasto.engine.pixels import PixelBuffer
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
@@ -64,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _pairs(inputs: list[str], output: str) -> list[tuple[Path, Path]]:
+    from impasto.engine.imageio import SUFFIXES
+
     paths = [Path(p) for p in inputs]
     out = Path(output)
     if len(paths) == 1 and not paths[0].is_dir():
@@ -104,6 +105,8 @@ def _progress_bar(enabled: bool, label: str) -> tuple[Progress, Callable[[], Non
 
 
 def _run(args: argparse.Namespace, op: Callable[..., PixelBuffer]) -> int:
+    from impasto.engine.imageio import read_image, write_image
+
     pairs = _pairs(args.inputs, args.output)
     failures = 0
     for src, dst in pairs:
@@ -127,7 +130,7 @@ def _run(args: argparse.Namespace, op: Callable[..., PixelBuffer]) -> int:
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
     """The EngineConfig that `engine_options` describe."""
-    from impasto.service import EngineConfig
+    from impasto.engine.engine import EngineConfig
 
     budget = int(args.memory_budget * 2**30) if args.memory_budget else None
     return EngineConfig(device=args.device, tile_size=args.tile_size, memory_budget=budget,
@@ -135,14 +138,14 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
 
 
 def _engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from impasto.service import Engine
+    from impasto.engine.engine import Engine
 
     return Engine(engine_config(args))
 
 
 def _stylize(args: argparse.Namespace) -> int:
     if args.remote:
-        from impasto.client import Client
+        from impasto.serve.client import Client
 
         client = Client(args.remote, token=args.token)
 
@@ -166,7 +169,7 @@ def _stylize(args: argparse.Namespace) -> int:
 
 def _upscale(args: argparse.Namespace) -> int:
     if args.remote:
-        from impasto.client import Client
+        from impasto.serve.client import Client
 
         client = Client(args.remote, token=args.token)
 

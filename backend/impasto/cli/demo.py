@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from impasto.demo import run_demo
+    from impasto.cli.demo_run import run_demo
 
     bar = tqdm(total=None, desc="demo", file=sys.stderr, bar_format="{desc}: {n} steps, {elapsed}",
                disable=not sys.stderr.isatty())

@@ -1,28 +1,32 @@
 """`impasto ...`: one entry point, one error handler (pypa/build style: main(argv) -> int).
 
 Each command group lives in its own module with `register(subparsers)`, which adds a parser whose
-`func(args) -> int` runs it. Add a module to COMMAND_MODULES to add commands."""
+`func(args) -> int` runs it. Add a module to COMMAND_MODULES to add commands. Command modules import only
+argparse-level code at the top and the engine, server or training inside their functions, so `--help` and
+argument errors never load torch (tests/unit/test_cli.py checks it).
+
+May import everything in `impasto`; nothing imports `impasto.cli` but `__main__` and the console script."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from impasto import __version__
+from impasto.cli import batch, demo, models, plugin, serve, stylize, train
 from impasto.errors import ImpastoError
 
-COMMAND_MODULES: tuple[str, ...] = (
-    "impasto.cli_engine",  # stylize, upscale
-    "impasto.cli_batch",  # batch stylize/upscale (folders; local pool or Ray)
-    "impasto.cli_models",  # models list/info/import/remove/pull
-    "impasto.cli_demo",  # demo (the main job: every bundled model through a local backend)
-    "impasto.cli_plugin",  # plugin install/build (Krita, GIMP)
-    "impasto.cli_serve",  # serve (the gRPC backend)
-    "impasto.cli_train",  # train style/sr, eval sr, gatys
+COMMAND_MODULES = (
+    stylize,  # stylize, upscale
+    batch,  # batch stylize/upscale (folders; local pool or Ray)
+    models,  # models list/info/import/remove/pull
+    demo,  # demo (the main job: every bundled model through a local backend)
+    plugin,  # plugin install/build (Krita, GIMP)
+    serve,  # serve (the gRPC backend)
+    train,  # train style/sr, eval sr, gatys
 )
 
 
@@ -33,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"impasto {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more, and show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for module in COMMAND_MODULES:
+        module.register(sub)
     return parser
 
 

@@ -19,18 +19,11 @@ from PIL import Image
 from torch import Tensor, nn
 
 from impasto.cancel import CancelToken, Progress
-from impasto.losses import LossWeights, PerceptualLoss
+from impasto.device import pick_device
 from impasto.nets.johnson import build_johnson
 from impasto.nets.vgg import LOSS_NETS, load_loss_net
-from impasto.service import pick_device
-from impasto.train_common import (
-    ImageFolder,
-    fit,
-    image_grid,
-    load_checkpoint,
-    load_rgb,
-    resumed_length,
-)
+from impasto.train.common import ImageFolder, fit, image_grid, load_checkpoint, load_rgb, resumed_length
+from impasto.train.losses import LossWeights, PerceptualLoss
 
 TRAIN_CONTENT_LAYER = "relu2_2"
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from impasto.cli_engine import engine_config, engine_options, stylize_options, upscale_options
+from impasto.cli.stylize import engine_config, engine_options, stylize_options, upscale_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _batch_args(p: argparse.ArgumentParser) -> None:
-    from impasto.batch import FORMATS, MANIFEST_NAME
+    from impasto.batch.job import FORMATS, MANIFEST_NAME
 
     p.add_argument("in_dir", metavar="IN_DIR", type=Path, help="folder of images (walked recursively)")
     p.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="folder for the outputs, same relative paths")
@@ -72,7 +72,8 @@ def _upscale(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, op: str, options: dict[str, Any]) -> int:
-    from impasto.batch import BatchJob, run_batch
+    from impasto.batch.job import BatchJob
+    from impasto.batch.run import run_batch
     from impasto.cancel import CancelToken
     from impasto.errors import InvalidArgument
 

@@ -1,4 +1,4 @@
-"""`impasto serve`: run the gRPC backend the editor plugins and `impasto.client.Client` talk to."""
+"""`impasto serve`: run the gRPC backend the editor plugins and `impasto.serve.client.Client` talk to."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from impasto.cli_engine import engine_config, engine_options
+from impasto.cli.stylize import engine_config, engine_options
 from impasto.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):
         os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     # Imported here so `impasto --help` does not load torch and grpc.
-    from impasto.access import is_loopback
-    from impasto.server import ImpastoServer, ServerConfig
-    from impasto.service import Engine
+    from impasto.engine.engine import Engine
+    from impasto.serve.access import is_loopback
+    from impasto.serve.server import ImpastoServer, ServerConfig
 
     if not is_loopback(args.address) and not args.token:
         raise InvalidArgument(

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from impasto.engine.pixels import PixelBuffer
+from impasto.engine.tiff16 import read_tiff16, write_tiff16
 from impasto.errors import InvalidArgument
-from impasto.pixels import PixelBuffer
-from impasto.tiff16 import read_tiff16, write_tiff16
 
 Image.MAX_IMAGE_PIXELS = None  # our own --max-pixels limit applies instead, with a clear message
 SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
