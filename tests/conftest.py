@@ -1,18 +1,47 @@
+"""Fixtures and rules shared by every test.
+
+Test data: `../shared/data` beside the checkout (images, SR sets, weights the project may not ship). A
+user's fresh clone has no `../shared`: tests that need it skip with a reason. CI sets IMPASTO_REQUIRE_SHARED=1
+(as it sets IMPASTO_REQUIRE_EDITORS and IMPASTO_REQUIRE_RAY), which turns those skips into failures, so where the
+data exists nothing is skipped. A test asks for the data with the `shared` fixture or, for one path, the
+`shared_data("sub/path")` mark."""
+
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
+REQUIRE_SHARED = os.environ.get("IMPASTO_REQUIRE_SHARED") == "1"
+
+
+def need_shared(*parts: str) -> Path:
+    """The path under ../shared/data, or skip (fail under IMPASTO_REQUIRE_SHARED=1) when it is missing."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        reason = f"{path} is missing: these tests need the project's data in ../shared/data beside the checkout"
+        if REQUIRE_SHARED:
+            pytest.fail(reason + " (IMPASTO_REQUIRE_SHARED=1 makes this a failure)", pytrace=False)
+        pytest.skip(reason)
+    return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "shared_data(*paths): needs these paths under ../shared/data")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("shared_data"):
+        for sub in mark.args:
+            need_shared(*Path(sub).parts)
 
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
-    if not SHARED.is_dir():
-        pytest.fail(f"{SHARED} is missing: the tests need ../shared/data beside the checkout")
-    return SHARED
+    return need_shared()
 
 
 @pytest.fixture()

@@ -13,7 +13,7 @@ from PIL import Image
 
 DATA = Path(__file__).parents[2].parent / "shared" / "data"
 SET5 = DATA / "sr" / "eval_x4" / "Set5"
-needs_set5 = pytest.mark.skipif(not SET5.is_dir(), reason="../shared/data/sr not present")
+needs_set5 = pytest.mark.shared_data("sr/eval_x4/Set5")
 
 
 @needs_set5
@@ -24,7 +24,7 @@ def test_bicubic_reproduces_the_paper_on_set5_x4() -> None:
     assert res.ssim == pytest.approx(0.811, abs=0.005)
 
 
-@pytest.mark.skipif(not (DATA / "sr" / "eval_x4" / "Set14").is_dir(), reason="../shared/data/sr not present")
+@pytest.mark.shared_data("sr/eval_x4/Set14")
 def test_bicubic_reproduces_the_paper_on_set14_x4() -> None:
     # Set14 has one single-channel image, measured on grey values like the MATLAB scripts (else 26.09 dB).
     assert evaluate(DATA / "sr" / "eval_x4" / "Set14", 4).psnr == pytest.approx(25.99, abs=0.02)

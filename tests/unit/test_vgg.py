@@ -13,7 +13,8 @@ from impasto.nets.vgg import VGG16, LossNet, load_loss_net
 
 DATA = Path(__file__).parents[2].parent / "shared" / "data"
 TFJS = DATA / "weights" / "vgg19_partial_tfjs"
-needs_data = pytest.mark.skipif(not TFJS.is_dir(), reason="../shared/data not present")
+SAMPLES = Path(__file__).parents[2] / "backend" / "impasto" / "data" / "samples"  # ships with the package
+needs_data = pytest.mark.shared_data("weights/vgg19_partial_tfjs")
 
 
 def _numpy_weights(round_fp16: bool) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -60,7 +61,7 @@ def _numpy_vgg(rgb: np.ndarray, convs: list[tuple[np.ndarray, np.ndarray]]) -> d
 def image() -> np.ndarray:
     from PIL import Image
 
-    im = Image.open(DATA / "sample_photos" / "chelsea.png").convert("RGB").resize((24, 20), Image.Resampling.BICUBIC)
+    im = Image.open(SAMPLES / "chelsea.png").convert("RGB").resize((24, 20), Image.Resampling.BICUBIC)
     return np.asarray(im, dtype=np.float64)
 
 
