@@ -9,11 +9,14 @@ so `to_network` decodes to a float32 (1, 3, H, W) tensor plus the alpha plane un
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from impasto.errors import InvalidArgument
+
+if TYPE_CHECKING:  # torch only where tensors are made: reading files and the CLI's front door stay light
+    import torch
 
 _DEPTHS: dict[str, np.dtype] = {
     "U8": np.dtype(np.uint8),
@@ -144,6 +147,8 @@ def _rgb_index(order: str) -> list[int]:
 
 
 def to_network(buf: PixelBuffer) -> tuple[torch.Tensor, np.ndarray | None]:
+    import torch
+
     """(1, 3, H, W) float32 sRGB 0-255, and the alpha plane (H, W) in the buffer's own dtype (or None)."""
     fmt = buf.format
     rgb = buf.array[:, :, _rgb_index(fmt.order)]
@@ -162,6 +167,8 @@ def to_network(buf: PixelBuffer) -> tuple[torch.Tensor, np.ndarray | None]:
 
 
 def from_network(rgb: torch.Tensor, alpha: np.ndarray | None, fmt: PixelFormat) -> PixelBuffer:
+    import torch
+
     """Encode a (1, 3, H, W) sRGB 0-255 tensor (plus an alpha plane of the same size) in `fmt`."""
     val = rgb.detach().to("cpu", torch.float32)[0].permute(1, 2, 0).numpy()  # (H, W, 3)
     val = np.clip(val, 0.0, 255.0)
@@ -188,6 +195,8 @@ def from_network(rgb: torch.Tensor, alpha: np.ndarray | None, fmt: PixelFormat) 
 
 def resize_alpha(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
     """Upscale an alpha plane on its own (bicubic, clamped), keeping its dtype."""
+    import torch
+
     dtype = alpha.dtype
     a = torch.from_numpy(alpha.astype(np.float32))[None, None]
     r = torch.nn.functional.interpolate(a, size=(height, width), mode="bicubic", align_corners=False)[0, 0]
