@@ -9,7 +9,7 @@ import types
 from typing import Any
 
 import pytest
-from krita_plugin_loader import NAME, load
+from plugin_loader import NAME, load
 
 load()  # the package first, while `krita` is not importable, so nothing registers with Krita
 formats = load("formats")

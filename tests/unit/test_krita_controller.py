@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from krita_plugin_loader import common_on_path, load
+from plugin_loader import common_on_path, load
 
 common_on_path()
 from impasto_client import BackendError, BackendNotRunning, ImageResult, ModelEntry, OperationCancelled  # noqa: E402
