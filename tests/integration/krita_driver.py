@@ -45,12 +45,14 @@ def imports(spec):
     import google.protobuf
     import grpclib
     import impasto_client
+    import impasto_common
     from google.protobuf.internal import api_implementation
 
     client = impasto_client.ImpastoClient("127.0.0.1:1")
     return {
         "plugin": impasto.__file__,
         "impasto_client": impasto_client.__file__,
+        "impasto_common": impasto_common.__file__,
         "grpclib": grpclib.__file__,
         "protobuf": google.protobuf.__file__,
         "protobuf_impl": api_implementation.Type(),

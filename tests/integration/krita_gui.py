@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from editors import free_port
 from impasto.cli import plugin_install
 
 SAMPLE = Path(__file__).resolve().parents[2] / "backend" / "impasto" / "data" / "samples" / "chelsea.png"
@@ -172,12 +173,6 @@ def finish():
 
 Krita.instance().addExtension(Checker(Krita.instance()))
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def port_open(address: str) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,18 +21,18 @@ from typing import Any
 
 import numpy as np
 import pytest
+from editors import unavailable
 
 pytestmark = [pytest.mark.gimp, pytest.mark.slow]
 
 ROOT = Path(os.environ.get("IMPASTO_GIMP_ROOT", "/var/cache/impasto/gimp-root"))
-REQUIRE = os.environ.get("IMPASTO_REQUIRE_EDITORS") == "1"
 DRIVER = Path(__file__).with_name("gimp_driver.py")
 SYSTEM_PLUGINS = "/usr/lib/x86_64-linux-gnu/gimp/3.0/plug-ins"
 GIMP_TIMEOUT = 180
 U8, U16, F32_LINEAR = "R'G'B'A u8", "R'G'B'A u16", "RGBA float"
 
 
-def _unavailable() -> str | None:
+def _why_no_gimp() -> str | None:
     """Why real GIMP 3 cannot run here, or None."""
     if str(ROOT) == "/":
         return None if shutil.which("gimp-console-3.0") else "gimp-console-3.0 is not on PATH"
@@ -48,36 +47,9 @@ def _unavailable() -> str | None:
 
 @pytest.fixture(scope="module")
 def gimp() -> None:
-    reason = _unavailable()
+    reason = _why_no_gimp()
     if reason:
-        if REQUIRE:
-            pytest.fail(f"IMPASTO_REQUIRE_EDITORS=1 but real GIMP 3 is unavailable: {reason}")
-        pytest.skip(f"real GIMP 3 unavailable: {reason}")
-
-
-@pytest.fixture(scope="module")
-def backend() -> Iterator[str]:
-    """`impasto serve` on a free loopback port; yields its address."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "impasto", "serve", "--address", "127.0.0.1:0", "--device", "cpu"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        lines = []
-        for line in proc.stdout:  # the first lines: startup messages, then the address
-            lines.append(line)
-            if "serving on" in line:
-                yield line.split("serving on", 1)[1].split()[0]
-                break
-        else:
-            pytest.fail("impasto serve exited without serving:\n" + "".join(lines))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        unavailable(f"real GIMP 3 unavailable: {reason}")
 
 
 @pytest.fixture(scope="module")
@@ -215,11 +187,8 @@ def up(work: Path, backend: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def down(work: Path) -> tuple[dict, str]:
-    with socket.socket() as s:  # a port nobody listens on: bind, note it, close
-        s.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{s.getsockname()[1]}"
-    return _run_gimp(work, "down", _down_cases(), address), address
+def down(work: Path, unused_address: str) -> tuple[dict, str]:
+    return _run_gimp(work, "down", _down_cases(), unused_address), unused_address
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from editors import unavailable
 from impasto.cli import plugin_install
 from impasto.engine.pixels import PixelBuffer, PixelFormat
 from impasto.serve.client import Client
@@ -52,49 +50,14 @@ def _kritarunner() -> str:
     root = _krita_root()
     path = str(root / "usr/bin/kritarunner") if root else shutil.which("kritarunner")
     if path is None or not os.path.exists(path):
-        reason = "kritarunner not found: install Krita (apt-get install krita, or .ci/install-krita.sh)"
-        if os.environ.get("IMPASTO_REQUIRE_EDITORS") == "1":
-            pytest.fail(reason + " — IMPASTO_REQUIRE_EDITORS=1 makes this a failure")
-        pytest.skip(reason)
+        unavailable("kritarunner not found: install Krita (apt-get install krita, or .ci/install-krita.sh)")
     return path
 
 
 def _require(*programs: str) -> None:
     missing = [p for p in programs if shutil.which(p) is None]
     if missing:
-        reason = f"{', '.join(missing)} not found: install them (.ci/install-krita.sh)"
-        if os.environ.get("IMPASTO_REQUIRE_EDITORS") == "1":
-            pytest.fail(reason + " — IMPASTO_REQUIRE_EDITORS=1 makes this a failure")
-        pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def backend() -> Any:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "impasto", "serve", "--address", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    assert process.stdout is not None
-    address = ""
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        found = re.search(r"serving on (\S+)", line)
-        if found:
-            address = found.group(1)
-            break
-    if not address:
-        process.kill()
-        pytest.fail("impasto serve did not start:\n" + "".join(lines))
-    yield address
-    process.terminate()
-    process.wait(20)
+        unavailable(f"{', '.join(missing)} not found: install them (.ci/install-krita.sh)")
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +67,7 @@ def runner() -> str:
 
 @pytest.fixture(scope="module")
 def krita_run(
-    runner: str, backend: str, tmp_path_factory: pytest.TempPathFactory
+    runner: str, backend: str, unused_address: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[dict, Path]]:
     root = _krita_root()
     if root is None:
@@ -122,8 +85,7 @@ def krita_run(
     shutil.copy(HERE / "krita_driver.py", base / "krita_driver.py")
     out = base / "out"
     out.mkdir()
-    down = f"127.0.0.1:{_free_port()}"  # nothing listens there
-    cases = [dict(c, address=down) if c.get("address") == "DOWN" else c for c in CASES]
+    cases = [dict(c, address=unused_address) if c.get("address") == "DOWN" else c for c in CASES]
     spec = base / "spec.json"
     spec.write_text(json.dumps({"out": seen(out), "address": backend, "cases": cases}))
     env = {
@@ -173,7 +135,7 @@ def _expected(address: str, facts: dict, data: bytes) -> bytes:
 def test_installed_plugin_imports_only_what_the_installer_put_there(krita_run: tuple[dict, Path]) -> None:
     results, _ = krita_run
     imp = results["imports"]
-    for key in ("plugin", "impasto_client", "grpclib", "protobuf"):
+    for key in ("plugin", "impasto_client", "impasto_common", "grpclib", "protobuf"):
         assert "/share/krita/pykrita/impasto/" in imp[key], (key, imp[key])
     assert imp["protobuf_impl"] == "python"
     assert imp["python"].startswith("3.")

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from plugin_loader import load_gimp_logic
 
-_PATH = Path(__file__).resolve().parents[2] / "plugins" / "gimp" / "impasto" / "impasto_logic.py"
-_spec = importlib.util.spec_from_file_location("impasto_logic", _PATH)
-assert _spec and _spec.loader
-logic = importlib.util.module_from_spec(_spec)
-sys.modules["impasto_logic"] = logic  # dataclasses look their module up while the class is built
-_spec.loader.exec_module(logic)
+logic = load_gimp_logic()
 Rect = logic.Rect
 
 
@@ -101,11 +93,8 @@ def test_backend_address_from_environment() -> None:
 
 
 def test_default_address_matches_the_client() -> None:
-    sys.path.insert(0, str(_PATH.parents[2] / "common"))
-    try:
-        from impasto_client.client import DEFAULT_ADDRESS
-    finally:
-        sys.path.pop(0)
+    from impasto_client.client import DEFAULT_ADDRESS  # plugins/common is on the path (plugin_loader)
+
     assert logic.DEFAULT_ADDRESS == DEFAULT_ADDRESS
 
 

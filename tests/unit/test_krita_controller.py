@@ -1,20 +1,20 @@
-"""The docker's and the actions' logic against fake documents and a fake backend client."""
+"""The docker's and the actions' logic against fake documents and views (fake_krita.py) and a fake backend
+client."""
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from krita_plugin_loader import common_on_path, load
+from fake_krita import FakeDocuments, FakeView
+from plugin_loader import common_on_path, load
 
 common_on_path()
 from impasto_client import BackendError, BackendNotRunning, ImageResult, ModelEntry, OperationCancelled  # noqa: E402
 from impasto_client import ServerInfo as Info  # noqa: E402
 
 controller_mod = load("controller")
-formats = load("formats")
 settings_mod = load("settings")
 
 
@@ -56,51 +56,6 @@ class FakeClient:
         self.calls.append(("upscale", (data, w, h, fmt, scale), kw))
         self._check()
         return ImageResult(data * scale * scale, w * scale, h * scale, fmt)
-
-
-@dataclass
-class FakeDocuments:
-    """Stands in for kritadoc.KritaDocuments: one layer of 2x2 BGRA_U8 pixels."""
-
-    selection: bytes | None = None
-    unsupported: str = ""
-    open: bool = True
-    added: list[tuple[Any, bytes, str]] = field(default_factory=list)
-    opened: list[tuple[Any, bytes, int, int]] = field(default_factory=list)
-    names: list[str] = field(default_factory=lambda: ["Background"])
-
-    def read_layer(self):
-        if self.unsupported:
-            raise formats.UnsupportedDocument(self.unsupported)
-        data = bytes(range(16))
-        return formats.LayerSnapshot("doc", "node", formats.Rect(3, 4, 2, 2), "BGRA_U8", data, self.selection)
-
-    def layer_names(self, snap):
-        return list(self.names)
-
-    def add_layer(self, snap, data, name):
-        if not self.open:
-            raise formats.UnsupportedDocument("The image was closed before the result arrived.")
-        self.added.append((snap, data, name))
-        self.names.append(name)
-
-    def read_image(self):
-        return formats.ImageSnapshot("doc", formats.Rect(0, 0, 2, 2), "RGBA_F32_LINEAR", b"\0" * 64,
-                                     "RGBA", "F32", "sRGB-elle-V2-g10.icc", 72.0, "img")
-
-    def open_image(self, snap, data, w, h):
-        self.opened.append((snap, data, w, h))
-
-
-class FakeView:
-    def __init__(self) -> None:
-        self.log: list[tuple] = []
-
-    def __getattr__(self, name: str):
-        return lambda *args: self.log.append((name, *args))
-
-    def last(self, name: str) -> tuple:
-        return [e for e in self.log if e[0] == name][-1]
 
 
 def make(client: FakeClient | None = None, docs: FakeDocuments | None = None, store: dict | None = None):

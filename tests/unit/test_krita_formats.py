@@ -10,7 +10,7 @@ import time
 from array import array
 
 import pytest
-from krita_plugin_loader import load
+from plugin_loader import load
 
 formats = load("formats")
 jobs = load("jobs")
@@ -44,9 +44,9 @@ def test_non_rgb_models_get_a_clear_message(model: str, word: str) -> None:
 
 def test_rect_intersection_handles_offsets_and_disjoint_rects() -> None:
     a = formats.Rect(-10, -5, 30, 20)
-    assert a.intersected(formats.Rect(0, 0, 8, 6)) == formats.Rect(0, 0, 8, 6)
-    assert a.intersected(formats.Rect(15, 10, 100, 100)) == formats.Rect(15, 10, 5, 5)
-    assert a.intersected(formats.Rect(100, 100, 5, 5)).empty
+    assert a.intersect(formats.Rect(0, 0, 8, 6)) == formats.Rect(0, 0, 8, 6)
+    assert a.intersect(formats.Rect(15, 10, 100, 100)) == formats.Rect(15, 10, 5, 5)
+    assert a.intersect(formats.Rect(100, 100, 5, 5)).empty
 
 
 def test_apply_selection_u8_keeps_colour_and_scales_alpha() -> None:
@@ -119,7 +119,7 @@ def test_job_failure_and_cancel_event_reach_the_poller() -> None:
     job.cancel()
     job.join(5)
     (event,) = job.poll()
-    assert event.kind == "failed" and isinstance(event.error, RuntimeError) and job.cancelled
+    assert event.kind == "error" and isinstance(event.error, RuntimeError) and job.cancelled
 
 
 def test_server_process_command_and_stop(tmp_path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -37,11 +38,37 @@ def test_install_krita_lays_out_plugin_vendor_and_action(tmp_path: Path, wheels:
     for top in ("grpclib", "h2", "hpack", "hyperframe", "multidict", "google/protobuf", "impasto_client"):
         assert (vendor / top / "__init__.py").is_file(), top
     assert (vendor / "impasto_client" / "_proto" / "impasto_pb2.py").is_file()
+    assert (vendor / "impasto_common.py").is_file()
     assert not list(dest.rglob("__pycache__"))
     # Installing again replaces the old copy instead of mixing with it.
     (dest / "impasto" / "stale.py").write_text("")
     plugin_install.install_krita(dest, wheels)
     assert not (dest / "impasto" / "stale.py").exists()
+
+
+def _run_isolated(code: str, path: list[Path], cwd: Path) -> list[str]:
+    """`code` in a Python that sees only `path` and the standard library (-S: no site-packages, so neither
+    the backend nor plugins/common of this checkout), as an editor's bundled Python would."""
+    env = {"PYTHONPATH": os.pathsep.join(map(str, path))}
+    out = subprocess.run([sys.executable, "-S", "-c", code], env=env, cwd=cwd, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def test_installed_plugins_import_the_common_module_they_carry(tmp_path: Path, wheels: Path) -> None:
+    krita = plugin_install.install_krita(tmp_path / "pykrita", wheels)
+    # The plugin package puts its _vendor on sys.path; the modules that need no Qt or Krita then load.
+    seen = _run_isolated("import impasto, impasto.formats, impasto.settings, impasto.jobs, impasto.controller, "
+                         "impasto_common; print(impasto_common.__file__, impasto.formats.Rect.__module__)",
+                         [krita.plugin_dir.parent], tmp_path)
+    assert seen == [str(krita.plugin_dir / "_vendor" / "impasto_common.py"), "impasto_common"]
+    gimp = plugin_install.install_gimp(tmp_path / "plug-ins", wheels)
+    # impasto.py puts its own folder and _vendor on sys.path before importing impasto_logic.
+    seen = _run_isolated("import impasto_logic, impasto_common; print(impasto_common.__file__, "
+                         "impasto_logic.Rect is impasto_common.Rect)",
+                         [gimp.plugin_dir, gimp.plugin_dir / "_vendor"], tmp_path)
+    assert seen == [str(gimp.plugin_dir / "_vendor" / "impasto_common.py"), "True"]
 
 
 def test_missing_wheels_are_named(tmp_path: Path, wheels: Path) -> None:
@@ -76,6 +103,7 @@ def test_install_gimp_keeps_the_script_executable(tmp_path: Path, wheels: Path) 
     assert script.stat().st_mode & stat.S_IXUSR
     assert (done.plugin_dir / "_vendor" / "impasto_client" / "__init__.py").is_file()
     assert (done.plugin_dir / "_vendor" / "grpclib" / "__init__.py").is_file()
+    assert (done.plugin_dir / "_vendor" / "impasto_common.py").is_file()
 
 
 @pytest.mark.parametrize(
@@ -101,6 +129,7 @@ def test_build_zip_has_what_kritas_importer_looks_for(tmp_path: Path, wheels: Pa
     assert {"impasto.desktop", "impasto.action", "impasto/", "impasto/__init__.py"} <= set(names)
     assert "impasto/_vendor/grpclib/__init__.py" in names
     assert "impasto/_vendor/impasto_client/client.py" in names
+    assert "impasto/_vendor/impasto_common.py" in names
     if not KRITA_IMPORTER.is_file():
         return
     # Krita's own importer, run as its module allows from the command line.

@@ -1,10 +1,11 @@
 """Installing the editor plugins with their pure-Python dependencies.
 
 Krita's and GIMP's own Pythons cannot be given compiled wheels reliably (Windows and macOS builds bundle
-their own interpreter), so each plugin gets a private `_vendor` folder holding the shared client
-(plugins/common/impasto_client) and the contents of pinned `py3-none-any` wheels: grpclib and what it
-needs. Nothing third-party is committed to the repository: the wheels come from pip (`pip download`, into
-a cache) or from a folder of wheels the user already has (`--wheels DIR`, for offline machines)."""
+their own interpreter), so each plugin gets a private `_vendor` folder holding what the plugins share
+(plugins/common: the client `impasto_client` and the `impasto_common` module) and the contents of pinned
+`py3-none-any` wheels: grpclib and what it needs. Nothing third-party is committed to the repository:
+the wheels come from pip (`pip download`, into a cache) or from a folder of wheels the user already has
+(`--wheels DIR`, for offline machines)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ PINNED_WHEELS: dict[str, str] = {
     "protobuf": "7.36.2",
 }
 PLUGIN_NAME = "impasto"
+# plugins/common/* that go into every plugin's _vendor folder (both plugins import each of them).
+COMMON = ("impasto_client", "impasto_common.py")
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "_vendor")
 
 Download = Callable[[str, str, Path], None]  # (name, version, into_dir)
@@ -54,7 +57,7 @@ def plugins_source() -> Path:
     candidates = [Path(env)] if env else []
     candidates.append(Path(__file__).resolve().parents[3] / "plugins")
     for path in candidates:
-        if (path / "krita" / "impasto.desktop").is_file() and (path / "common" / "impasto_client").is_dir():
+        if (path / "krita" / "impasto.desktop").is_file() and all((path / "common" / c).exists() for c in COMMON):
             return path
     raise NotFound(
         "cannot find the plugins' source (plugins/krita, plugins/common)",
@@ -154,7 +157,11 @@ def extract_wheels(wheels: list[Path], into: Path) -> None:
 def _populate_vendor(vendor: Path, source: Path, wheels: list[Path]) -> None:
     vendor.mkdir(parents=True, exist_ok=True)
     extract_wheels(wheels, vendor)
-    shutil.copytree(source / "common" / "impasto_client", vendor / "impasto_client", ignore=_IGNORE)
+    for name in COMMON:
+        if (source / "common" / name).is_dir():
+            shutil.copytree(source / "common" / name, vendor / name, ignore=_IGNORE)
+        else:
+            shutil.copy2(source / "common" / name, vendor / name)
 
 
 def _replace_dir(path: Path) -> None:

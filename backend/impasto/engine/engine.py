@@ -21,12 +21,23 @@ from impasto.device import autocast_dtype, memory_budget, pick_device
 from impasto.engine.pixels import PixelBuffer, from_network, resize_alpha, to_network
 from impasto.engine.tiling import RunConfig, run_network
 from impasto.errors import InvalidArgument, ResourceExhausted
+from impasto.limits import (
+    REFINE_DEFAULT,
+    REFINE_MAX,
+    REFINE_MIN,
+    SCALE_DEFAULT,
+    SCALE_MAX,
+    SCALE_MIN,
+    SR_SCALES,
+    STRENGTH_DEFAULT,
+    STRENGTH_MAX,
+    STRENGTH_MIN,
+)
 from impasto.models.info import ModelInfo
 from impasto.models.store import ModelStore
 
 log = logging.getLogger(__name__)
 
-SR_SCALES = (2, 4, 8)
 # Preferred SR model per scale when the request names none; otherwise the first with that scale.
 DEFAULT_SR = {2: ("impasto-sr-x2", "srgan-x2"), 4: ("impasto-sr-x4", "srgan-x4"), 8: ("impasto-sr-x8", "srgan-x8")}
 
@@ -138,21 +149,21 @@ class Engine:
         image: PixelBuffer,
         style: str,
         *,
-        strength: float = 1.0,
+        strength: float = STRENGTH_DEFAULT,
         preserve_colors: bool = False,
-        scale: float = 1.0,
-        refine: int = 0,
+        scale: float = SCALE_DEFAULT,
+        refine: int = REFINE_DEFAULT,
         progress: Progress | None = None,
         cancel: CancelToken | None = None,
     ) -> PixelBuffer:
         """Feed-forward stylization (Johnson et al. 2016), optionally refined by Gatys iterations."""
         progress = progress or no_progress
-        if not 0.0 <= strength <= 1.0:
-            raise InvalidArgument(f"strength must be between 0 and 1, got {strength}")
-        if not 0.25 <= scale <= 4.0:
-            raise InvalidArgument(f"scale must be between 0.25 and 4, got {scale}")
-        if not 0 <= refine <= 1000:
-            raise InvalidArgument(f"refine must be between 0 and 1000 iterations, got {refine}")
+        if not STRENGTH_MIN <= strength <= STRENGTH_MAX:
+            raise InvalidArgument(f"strength must be between {STRENGTH_MIN:g} and {STRENGTH_MAX:g}, got {strength}")
+        if not SCALE_MIN <= scale <= SCALE_MAX:
+            raise InvalidArgument(f"scale must be between {SCALE_MIN:g} and {SCALE_MAX:g}, got {scale}")
+        if not REFINE_MIN <= refine <= REFINE_MAX:
+            raise InvalidArgument(f"refine must be between {REFINE_MIN} and {REFINE_MAX} iterations, got {refine}")
         info = self.store.get(style, "style")
         self.check_size(image.width, image.height)
         h, w = image.height, image.width

@@ -30,6 +30,7 @@ from impasto.cancel import CancelToken, Progress
 from impasto.device import device_memory, release_device_memory
 from impasto.engine.pixels import PixelBuffer, PixelFormat
 from impasto.errors import ImpastoError, InvalidArgument, Unavailable
+from impasto.limits import SCALE_DEFAULT, STRENGTH_DEFAULT
 from impasto.serve import wire
 from impasto.serve.access import TokenInterceptor, bind_problem
 from impasto.serve.jobs import JobQueue
@@ -122,8 +123,8 @@ class ImpastoServicer(pb_grpc.ImpastoServicer):
     def Stylize(self, requests: Requests, context: grpc.ServicerContext) -> Iterator[Any]:
         header, images = self._receive(requests, "stylize")
         o = header.stylize
-        strength = o.strength if o.HasField("strength") else 1.0
-        scale = o.scale if o.HasField("scale") else 1.0
+        strength = o.strength if o.HasField("strength") else STRENGTH_DEFAULT
+        scale = o.scale if o.HasField("scale") else SCALE_DEFAULT
 
         def work(progress: Progress, cancel: CancelToken) -> PixelBuffer:
             return self.engine.stylize(images[0], o.style, strength=strength, preserve_colors=o.preserve_colors,

@@ -6,15 +6,15 @@ import os
 # this must be set before protobuf is first imported (it is read once, at import).
 os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 
+from impasto_common import Progress, buffer_size  # noqa: E402
+
 from impasto_client.client import (  # noqa: E402
     CHUNK_SIZE,
     DEFAULT_ADDRESS,
     ImageResult,
     ImpastoClient,
     ModelEntry,
-    ProgressCallback,
     ServerInfo,
-    buffer_size,
 )
 from impasto_client.errors import BackendError, BackendNotRunning, OperationCancelled  # noqa: E402
 
@@ -27,7 +27,7 @@ __all__ = [
     "ImpastoClient",
     "ModelEntry",
     "OperationCancelled",
-    "ProgressCallback",
+    "Progress",
     "ServerInfo",
     "buffer_size",
 ]

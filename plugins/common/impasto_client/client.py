@@ -19,20 +19,14 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from grpclib.client import Channel
 from grpclib.config import Configuration
 from grpclib.exceptions import GRPCError, StreamTerminatedError
+from impasto_common import DEFAULT_ADDRESS, REFINE, SCALE, STRENGTH, Progress, buffer_size
 
 from impasto_client._proto import impasto_pb2 as pb
 from impasto_client._proto.impasto_grpc import ImpastoStub
 from impasto_client.errors import BackendError, BackendNotRunning, OperationCancelled
 
 CHUNK_SIZE = 1 << 20  # 1 MiB: large enough to keep per-message overhead small, far below the 4 MiB limit
-DEFAULT_ADDRESS = "127.0.0.1:50051"
-
-# progress(stage, fraction in 0..1, jobs ahead in the queue)
-ProgressCallback = Callable[[str, float, int], None]
 T = TypeVar("T")
-
-# Bytes per channel for each depth named in a pixel format (ORDER_DEPTH[_LINEAR]).
-_DEPTH_BYTES = {"U8": 1, "U16": 2, "F16": 2, "F32": 4}
 
 
 class _Box(Generic[T]):
@@ -79,15 +73,6 @@ class ServerInfo:
     max_queue: int
     max_pixels: int
     operations: tuple[str, ...]
-
-
-def buffer_size(width: int, height: int, pixel_format: str) -> int:
-    """Bytes an interleaved `pixel_format` image of width x height occupies (e.g. RGBA_U16: 8 per pixel)."""
-    parts = pixel_format.upper().split("_")
-    order, depth = parts[0], parts[1] if len(parts) > 1 else ""
-    if order not in ("RGBA", "BGRA", "RGB", "BGR") or depth not in _DEPTH_BYTES:
-        raise ValueError(f"unknown pixel format {pixel_format!r}")
-    return width * height * len(order) * _DEPTH_BYTES[depth]
 
 
 def _split_address(address: str) -> tuple[str, int]:
@@ -144,8 +129,9 @@ class ImpastoClient:
 
     def stylize(
         self, data: bytes, width: int, height: int, pixel_format: str, style: str, *,
-        strength: float = 1.0, preserve_colors: bool = False, refine: int = 0, scale: float = 1.0,
-        progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
+        strength: float = STRENGTH.default, preserve_colors: bool = False, refine: int = REFINE.default,
+        scale: float = SCALE.default,
+        progress: Progress | None = None, cancel: threading.Event | None = None,
     ) -> ImageResult:
         """Stylize an image; the result has the same size and pixel format (alpha kept)."""
         options = pb.StylizeOptions(style=style, strength=strength, preserve_colors=preserve_colors,
@@ -155,7 +141,7 @@ class ImpastoClient:
 
     def upscale(
         self, data: bytes, width: int, height: int, pixel_format: str, scale: int, *, model: str = "",
-        progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
+        progress: Progress | None = None, cancel: threading.Event | None = None,
     ) -> ImageResult:
         """Upscale by 2, 4 or 8; `model` "" picks the default for the scale, "bicubic" plain resampling."""
         header = pb.RequestHeader(image=self._image_header(width, height, pixel_format),
@@ -167,7 +153,7 @@ class ImpastoClient:
         style_data: bytes, style_width: int, style_height: int, style_pixel_format: str, *,
         iterations: int = 150, style_weight: float | None = None, content_weight: float | None = None,
         init: str = "content", max_size: int = 0,
-        progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
+        progress: Progress | None = None, cancel: threading.Event | None = None,
     ) -> ImageResult:
         """Stylize from any style image by optimisation (Gatys et al. 2016); slow, reports progress."""
         options = pb.GatysOptions(iterations=iterations, init=init, max_size=max_size)
@@ -250,7 +236,7 @@ class ImpastoClient:
 
     def _image_call(
         self, method: str, header: pb.RequestHeader, parts: list[bytes],
-        progress: ProgressCallback | None, cancel: threading.Event | None,
+        progress: Progress | None, cancel: threading.Event | None,
     ) -> ImageResult:
         sizes = [(header.image, parts[0])] + ([(header.style_image, parts[1])] if len(parts) > 1 else [])
         for image, data in sizes:

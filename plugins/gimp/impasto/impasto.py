@@ -26,6 +26,7 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 import impasto_logic as logic  # noqa: E402
 from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
+from impasto_common import FACTORS, REFINE, STRENGTH  # noqa: E402
 
 try:
     import impasto_client
@@ -286,9 +287,10 @@ class Impasto(Gimp.PlugIn):
                 "new image. Needs the backend running: `impasto serve`.",
                 name)
             factors = Gimp.Choice.new()
-            for factor in logic.UPSCALE_FACTORS:
+            for factor in FACTORS:
                 factors.add(f"x{factor}", factor, f"×{factor}", "")
-            procedure.add_choice_argument("factor", "Scale _factor", "Upscaling factor", factors, "x4", _RW)
+            procedure.add_choice_argument("factor", "Scale _factor", "Upscaling factor", factors,
+                                          f"x{logic.DEFAULT_FACTOR}", _RW)
             procedure.add_string_argument("model", "_Model", "Super-resolution model; empty: the default "
                                           "for the scale, 'bicubic': plain resampling", "", _RW)
             procedure.add_boolean_argument("new-image", "Result in a _new image",
@@ -309,13 +311,13 @@ class Impasto(Gimp.PlugIn):
             procedure.add_string_argument("style", "St_yle", "Style model name (see `impasto models list`)",
                                           "udnie", _RW)
             procedure.add_double_argument("strength", "S_trength", "Blend with the original: 0 none, 1 full",
-                                          0.0, 1.0, 1.0, _RW)
+                                          STRENGTH.low, STRENGTH.high, STRENGTH.default, _RW)
             procedure.add_boolean_argument("preserve-colors", "_Preserve colours",
                                            "Transfer the style to lightness only, keeping the colours",
                                            False, _RW)
             procedure.add_int_argument("refine", "Refinement _iterations",
                                        "Optimisation steps after the network pass (slow); 0: none",
-                                       0, 1000, 0, _RW)
+                                       REFINE.low, REFINE.high, REFINE.default, _RW)
             procedure.add_layer_return_value("layer", "Layer", "The stylized layer", False, _RW)
         procedure.set_image_types("RGB*, GRAY*")
         procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE

@@ -1,7 +1,8 @@
 """The GIMP plug-in's decisions, in plain Python so they can be unit-tested without GIMP or gi.
 
 impasto.py asks GIMP for facts (precision nick, layer sizes, offsets, selection bounds), hands them to
-these functions, and carries out what they return. Nothing here imports gi, numpy or the client.
+these functions, and carries out what they return. Nothing here imports gi, numpy or the client; what
+the plug-ins share (formats, Rect, option ranges, progress words) comes from impasto_common.
 """
 
 from __future__ import annotations
@@ -11,15 +12,25 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from impasto_common import (
+    DEFAULT_ADDRESS,
+    FACTORS,
+    STRENGTH,
+    WAITING_STAGES,
+    Progress,
+    Rect,
+    bytes_per_pixel,
+    format_name,
+)
+
 T = TypeVar("T")
 
-DEFAULT_ADDRESS = "127.0.0.1:50051"  # the same default as impasto_client and `impasto serve`
-UPSCALE_FACTORS = (2, 4, 8)
+# The procedure's default factor. Krita's is DEFAULT_FACTOR (x2); GIMP has offered x4 from the start.
+DEFAULT_FACTOR = 4
 # Context read around the selection so the network sees past its edges; the result is masked to the
 # selection anyway. Style nets have a wide receptive field, SR nets a narrow one.
 STYLIZE_MARGIN = 32
 UPSCALE_MARGIN = 8
-WAITING_STAGES = ("queued", "loading")
 
 
 # -- pixel formats -----------------------------------------------------------------------------------
@@ -34,8 +45,8 @@ class Formats:
     bytes_per_pixel: int
 
 
-# Babl component type -> (wire depth, bytes per channel).
-_COMPONENTS = {"u8": ("U8", 1), "u16": ("U16", 2), "half": ("F16", 2), "float": ("F32", 4)}
+# Babl component type -> wire depth.
+_DEPTHS = {"u8": "U8", "u16": "U16", "half": "F16", "float": "F32"}
 
 
 def formats_for_precision(precision_nick: str, has_alpha: bool) -> Formats:
@@ -53,41 +64,13 @@ def formats_for_precision(precision_nick: str, has_alpha: bool) -> Formats:
     if component in ("u32", "double"):
         component = "float"
     linear = trc == "linear" and component in ("half", "float")
-    depth, size = _COMPONENTS[component]
     channels = "RGBA" if has_alpha else "RGB"
     babl_model = channels if linear else "'".join(channels[:3]) + "'" + channels[3:]
-    wire = f"{channels}_{depth}" + ("_LINEAR" if linear else "")
-    return Formats(f"{babl_model} {component}", wire, len(channels) * size)
+    wire = format_name(channels, _DEPTHS[component], linear)
+    return Formats(f"{babl_model} {component}", wire, bytes_per_pixel(wire))
 
 
 # -- regions -----------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Rect:
-    x: int
-    y: int
-    width: int
-    height: int
-
-    @property
-    def empty(self) -> bool:
-        return self.width <= 0 or self.height <= 0
-
-    def intersect(self, other: Rect) -> Rect:
-        x0, y0 = max(self.x, other.x), max(self.y, other.y)
-        x1 = min(self.x + self.width, other.x + other.width)
-        y1 = min(self.y + self.height, other.y + other.height)
-        return Rect(x0, y0, max(0, x1 - x0), max(0, y1 - y0))
-
-    def expand(self, margin: int) -> Rect:
-        return Rect(self.x - margin, self.y - margin, self.width + 2 * margin, self.height + 2 * margin)
-
-    def translate(self, dx: int, dy: int) -> Rect:
-        return Rect(self.x + dx, self.y + dy, self.width, self.height)
-
-    def scale(self, factor: int) -> Rect:
-        return Rect(self.x * factor, self.y * factor, self.width * factor, self.height * factor)
-
 
 def work_region(mask_bounds: Rect | None, layer_width: int, layer_height: int, margin: int) -> Rect | None:
     """The part of a drawable to send, in the drawable's own coordinates.
@@ -117,8 +100,8 @@ def stylize_placement(region: Rect, layer_offsets: tuple[int, int]) -> Rect:
 def parse_factor(choice: str | int) -> int:
     """The upscale factor from the procedure's choice nick ("x4") or a plain number."""
     text = str(choice).strip().lower().lstrip("x×")
-    if not text.isdigit() or int(text) not in UPSCALE_FACTORS:
-        raise ValueError(f"upscale factor must be one of {', '.join(f'x{f}' for f in UPSCALE_FACTORS)}, "
+    if not text.isdigit() or int(text) not in FACTORS:
+        raise ValueError(f"upscale factor must be one of {', '.join(f'x{f}' for f in FACTORS)}, "
                          f"not {choice!r}")
     return int(text)
 
@@ -163,8 +146,7 @@ def stylize_request(job: ImageJob, data: bytes, style: str | None, strength: flo
     style = (style or "").strip()
     if not style:
         raise ValueError("choose a style (one of the backend's style models)")
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength must be between 0 and 1, not {strength}")
+    STRENGTH.check(strength)
     return {**job.image_args(data), "style": style, "strength": float(strength),
             "preserve_colors": bool(preserve_colors), "refine": int(refine)}
 
@@ -186,7 +168,7 @@ def check_result(result: Any, job: ImageJob, factor: int = 1) -> bytes:
 # -- progress ----------------------------------------------------------------------------------------
 
 def progress_mapper(update: Callable[[float], None], index: int, count: int,
-                    stages: tuple[str, ...]) -> Callable[[str, float, int], None]:
+                    stages: tuple[str, ...]) -> Progress:
     """A client progress callback for job `index` of `count` that reports overall progress to `update`.
 
     Each of the job's `stages` (e.g. ("stylize", "refine")) gets an equal part of the job's share,
@@ -197,7 +179,7 @@ def progress_mapper(update: Callable[[float], None], index: int, count: int,
     done = [index / count]
     current = [0]
 
-    def on_progress(stage: str, fraction: float, queue_position: int = 0) -> None:
+    def on_progress(stage: str, fraction: float, position: int) -> None:
         if stage in WAITING_STAGES:
             return
         if stage in stages:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
+from impasto_common import DONE, ERROR, FACTORS, PROGRESS
+
 from .formats import UnsupportedDocument, apply_selection, layer_name
 from .jobs import Event, Job
 from .server_process import ServerProcess
@@ -28,7 +30,7 @@ class View(Protocol):
     def show_status(self, connected: bool | None, text: str) -> None: ...
     def show_models(self, styles: list[Any], upscalers: list[Any], operations: tuple[str, ...]) -> None: ...
     def show_busy(self, busy: bool, text: str) -> None: ...
-    def show_progress(self, stage: str, fraction: float, queue_position: int) -> None: ...
+    def show_progress(self, stage: str, fraction: float, position: int) -> None: ...
     def show_message(self, text: str, error: bool = False) -> None: ...
 
 
@@ -164,7 +166,7 @@ class Controller:
 
     def _refresh_finished(self, event: Event) -> None:
         self._refresh_job = None
-        if event.kind == "done":
+        if event.kind == DONE:
             info, models = event.result
             self._refresh_error = ""
             self.connected = True
@@ -268,8 +270,9 @@ class Controller:
         if self.busy:
             self.message("Impasto is still working on the previous job.", error=True)
             return False
-        if scale not in (2, 4, 8):
-            self.message(f"Upscaling works by 2, 4 or 8, not {scale}.", error=True)
+        if scale not in FACTORS:
+            factors = ", ".join(map(str, FACTORS[:-1])) + f" or {FACTORS[-1]}"
+            self.message(f"Upscaling works by {factors}, not {scale}.", error=True)
             return False
         try:
             snap = self.documents.read_image()
@@ -314,7 +317,7 @@ class Controller:
     def poll(self) -> None:
         if self._refresh_job is not None:
             for event in self._refresh_job.poll():
-                if event.kind != "progress":
+                if event.kind != PROGRESS:
                     self._refresh_finished(event)
         elif self.connected is False and self.clock() >= self._next_retry:
             if self._retry_until and self.clock() > self._retry_until:
@@ -325,8 +328,8 @@ class Controller:
         if self.job is None:
             return
         for event in self.job.poll():
-            if event.kind == "progress":
-                self._each("show_progress", event.stage, event.fraction, event.queue_position)
+            if event.kind == PROGRESS:
+                self._each("show_progress", event.stage, event.fraction, event.position)
             else:
                 self._finish(event)
 
@@ -338,7 +341,7 @@ class Controller:
             # A result that arrives after Cancel is dropped: the user was promised no change.
             self.message("Cancelled; the document was not changed.")
             return
-        if event.kind == "failed":
+        if event.kind == ERROR:
             unreachable, text = describe_error(event.error or Exception("unknown"))
             if unreachable and self.connected is not False:
                 self.connected = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from impasto_common import FACTORS, LOADING, QUEUED
 from PyQt5.QtCore import Qt
 from PyQt5.QtWidgets import (
     QComboBox,
@@ -22,7 +23,7 @@ from PyQt5.QtWidgets import (
 from .controller import Controller
 from .widgets import StylePicker
 
-STAGES = {"queued": "Waiting in the queue", "loading": "Loading the model", "stylize": "Stylizing",
+STAGES = {QUEUED: "Waiting in the queue", LOADING: "Loading the model", "stylize": "Stylizing",
           "upscale": "Upscaling", "refine": "Refining", "receive": "Receiving", "send": "Sending"}
 
 
@@ -84,9 +85,9 @@ class DockerPanel(QWidget):
         self.apply_button.setToolTip("Stylize the active layer (or the selection) into a new layer above it")
         self.apply_button.clicked.connect(self._apply)
         self.scale = QComboBox()
-        for factor in (2, 4, 8):
+        for factor in FACTORS:
             self.scale.addItem(f"×{factor}", factor)
-        self.scale.setCurrentIndex((2, 4, 8).index(s.upscale))
+        self.scale.setCurrentIndex(FACTORS.index(s.upscale))
         self.upscale_button = QPushButton("Upscale")
         self.upscale_button.setToolTip("Upscale the image (or the selection) into a new document")
         self.upscale_button.clicked.connect(self._upscale)
@@ -171,10 +172,10 @@ class DockerPanel(QWidget):
             self.progress.setRange(0, 0)  # indeterminate until the first progress event
         self._enable()
 
-    def show_progress(self, stage: str, fraction: float, queue_position: int) -> None:
+    def show_progress(self, stage: str, fraction: float, position: int) -> None:
         label = STAGES.get(stage, stage.capitalize())
-        if stage == "queued" and queue_position:
-            label += f" ({queue_position} ahead)"
+        if stage == QUEUED and position:
+            label += f" ({position} ahead)"
         self.progress_label.setText(label + "…")
         self.progress.setRange(0, 100)
         self.progress.setValue(round(fraction * 100))

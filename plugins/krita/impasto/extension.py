@@ -77,7 +77,7 @@ class ProgressPopup:
         self.ctrl.remove_view(self)
         self.dialog.deleteLater()
 
-    def show_progress(self, stage: str, fraction: float, queue_position: int) -> None:
+    def show_progress(self, stage: str, fraction: float, position: int) -> None:
         self.dialog.setRange(0, 100)
         self.dialog.setValue(round(fraction * 100))
 

@@ -9,31 +9,14 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass
 
+from impasto_common import Rect, format_name, parse_format
+
 _ORDER_FOR_DEPTH = {"U8": "BGRA", "U16": "BGRA", "F16": "RGBA", "F32": "RGBA"}
-_BYTES_PER_CHANNEL = {"U8": 1, "U16": 2, "F16": 2, "F32": 4}
 _MODEL_NAMES = {"CMYKA": "CMYK", "LABA": "Lab", "GRAYA": "Grayscale", "XYZA": "XYZ", "YCbCrA": "YCbCr"}
 
 
 class UnsupportedDocument(Exception):
     """The document or layer cannot be processed; the message is shown to the user as is."""
-
-
-@dataclass(frozen=True)
-class Rect:
-    x: int
-    y: int
-    width: int
-    height: int
-
-    @property
-    def empty(self) -> bool:
-        return self.width <= 0 or self.height <= 0
-
-    def intersected(self, other: Rect) -> Rect:
-        x0, y0 = max(self.x, other.x), max(self.y, other.y)
-        x1 = min(self.x + self.width, other.x + other.width)
-        y1 = min(self.y + self.height, other.y + other.height)
-        return Rect(x0, y0, max(0, x1 - x0), max(0, y1 - y0))
 
 
 def profile_is_linear(profile: str, depth: str) -> bool:
@@ -60,13 +43,7 @@ def wire_format(color_model: str, depth: str, profile: str = "") -> str:
         )
     if depth not in _ORDER_FOR_DEPTH:
         raise UnsupportedDocument(f"Impasto cannot read {depth} layers; use 8-bit, 16-bit or float RGB.")
-    name = f"{_ORDER_FOR_DEPTH[depth]}_{depth}"
-    return name + "_LINEAR" if profile_is_linear(profile, depth) else name
-
-
-def bytes_per_pixel(pixel_format: str) -> int:
-    order, depth = pixel_format.split("_")[:2]
-    return len(order) * _BYTES_PER_CHANNEL[depth]
+    return format_name(_ORDER_FOR_DEPTH[depth], depth, profile_is_linear(profile, depth))
 
 
 def all_selected(mask: bytes) -> bool:
@@ -79,7 +56,7 @@ def apply_selection(data: bytes, mask: bytes, pixel_format: str) -> bytes:
     backend returned them; a fully selected pixel is untouched, bit for bit."""
     if all_selected(mask):
         return data
-    depth = pixel_format.split("_")[1]
+    depth = parse_format(pixel_format)[1]
     typecode = {"U8": "B", "U16": "H", "F16": "", "F32": "f"}[depth]
     if depth == "F16":
         return _apply_selection_f16(data, mask)

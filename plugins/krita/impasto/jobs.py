@@ -13,17 +13,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-# progress(stage, fraction 0..1, jobs ahead in the queue)
-Progress = Callable[[str, float, int], None]
+from impasto_common import DONE, ERROR, PROGRESS, Progress
+
 Work = Callable[[Progress, threading.Event], Any]
 
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # "progress", "done", "failed"
+    """PROGRESS (stage, fraction, position), then DONE (result) or ERROR (error): the backend's words."""
+
+    kind: str
     stage: str = ""
     fraction: float = 0.0
-    queue_position: int = 0
+    position: int = 0
     result: Any = None
     error: BaseException | None = None
 
@@ -65,17 +67,17 @@ class Job:
             except queue.Empty:
                 break
             events.append(event)
-            if event.kind != "progress":
+            if event.kind != PROGRESS:
                 self._finished = True
         return events
 
     def _run(self, work: Work) -> None:
-        def progress(stage: str, fraction: float, queue_position: int = 0) -> None:
-            self._events.put(Event("progress", stage, float(fraction), int(queue_position)))
+        def progress(stage: str, fraction: float, position: int) -> None:
+            self._events.put(Event(PROGRESS, stage, float(fraction), int(position)))
 
         try:
             result = work(progress, self.cancel_event)
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the GUI, not die in a thread
-            self._events.put(Event("failed", error=exc))
+            self._events.put(Event(ERROR, error=exc))
         else:
-            self._events.put(Event("done", result=result))
+            self._events.put(Event(DONE, result=result))

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import krita
+from impasto_common import Rect
 
-from .formats import ImageSnapshot, LayerSnapshot, Rect, UnsupportedDocument, wire_format
+from .formats import ImageSnapshot, LayerSnapshot, UnsupportedDocument, wire_format
 
 # Re-exported so the docker and the extension can subclass them without importing krita themselves.
 Krita = krita.Krita
@@ -74,7 +75,7 @@ class KritaDocuments:
         selection = doc.selection()
         mask = None
         if selection is not None:
-            rect = rect.intersected(Rect(selection.x(), selection.y(), selection.width(), selection.height()))
+            rect = rect.intersect(Rect(selection.x(), selection.y(), selection.width(), selection.height()))
             if rect.empty:
                 raise UnsupportedDocument("The selection does not cover any pixels of the active layer.")
             mask = bytes(selection.pixelData(rect.x, rect.y, rect.width, rect.height))
@@ -107,7 +108,7 @@ class KritaDocuments:
         rect = Rect(0, 0, doc.width(), doc.height())
         selection = doc.selection()
         if selection is not None:
-            rect = rect.intersected(Rect(selection.x(), selection.y(), selection.width(), selection.height()))
+            rect = rect.intersect(Rect(selection.x(), selection.y(), selection.width(), selection.height()))
             if rect.empty:
                 raise UnsupportedDocument("The selection lies outside the image.")
         doc.waitForDone()  # the projection must be up to date before we read it

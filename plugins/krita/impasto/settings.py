@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 
-DEFAULT_ADDRESS = "127.0.0.1:50051"
+from impasto_common import DEFAULT_ADDRESS, DEFAULT_FACTOR, FACTORS, REFINE, STRENGTH
+
 GROUP = "impasto"
 
 Read = Callable[[str, str, str], str]  # (group, name, default) -> value
@@ -16,9 +17,9 @@ Write = Callable[[str, str, str], None]
 @dataclass(frozen=True)
 class StyleOptions:
     style: str = ""
-    strength: float = 1.0
+    strength: float = STRENGTH.default
     preserve_colors: bool = False
-    refine: int = 0
+    refine: int = REFINE.default
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,10 @@ class Settings:
     token: str = ""
     interpreter: str = ""  # the Python with `impasto` installed, for the Start button
     style: str = ""
-    strength: float = 1.0
+    strength: float = STRENGTH.default
     preserve_colors: bool = False
-    refine: int = 0
-    upscale: int = 2
+    refine: int = REFINE.default
+    upscale: int = DEFAULT_FACTOR
     last_style: str = ""  # what "Apply last Impasto style again" repeats; empty until a style ran
 
     @property
@@ -53,15 +54,20 @@ class Settings:
                 elif isinstance(default, int):
                     values[f.name] = int(raw)
                 elif isinstance(default, float):
-                    values[f.name] = min(1.0, max(0.0, float(raw)))
+                    values[f.name] = float(raw)
                 else:
                     values[f.name] = raw
             except ValueError:  # a hand-edited kritarc should not stop the plugin loading
                 values[f.name] = default
-        if values.get("upscale") not in (2, 4, 8):
-            values["upscale"] = 2
+        for name, limits in _RANGES.items():  # nor send the backend values it refuses
+            values[name] = limits.clamp(values[name])  # type: ignore[arg-type]
+        if values.get("upscale") not in FACTORS:
+            values["upscale"] = DEFAULT_FACTOR
         return cls(**values)  # type: ignore[arg-type]
 
     def save(self, write: Write) -> None:
         for name, value in asdict(self).items():
             write(GROUP, name, str(value))
+
+
+_RANGES = {"strength": STRENGTH, "refine": REFINE}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from impasto_common import REFINE, STRENGTH
 from PyQt5.QtCore import QSize, Qt
 from PyQt5.QtGui import QIcon, QPixmap
 from PyQt5.QtWidgets import (
@@ -23,6 +24,11 @@ from PyQt5.QtWidgets import (
 from .settings import StyleOptions
 
 THUMB = 72
+
+
+def _percent(fraction: float) -> int:
+    """The strength slider counts percent."""
+    return round(fraction * 100)
 
 
 def model_icon(model: Any) -> QIcon:
@@ -48,14 +54,14 @@ class StylePicker(QWidget):
         self.gallery.setSpacing(2)
         self.gallery.setMinimumHeight(THUMB + 48)
         self.strength = QSlider(Qt.Horizontal)
-        self.strength.setRange(0, 100)
+        self.strength.setRange(_percent(STRENGTH.low), _percent(STRENGTH.high))
         self.strength_label = QLabel()
         self.strength.valueChanged.connect(lambda v: self.strength_label.setText(f"{v}%"))
-        self.strength.setValue(100)
+        self.strength.setValue(_percent(STRENGTH.default))
         self.preserve = QCheckBox("Preserve colours")
         self.preserve.setToolTip("Transfer the style's brushwork but keep the layer's own colours")
         self.refine = QSpinBox()
-        self.refine.setRange(0, 500)
+        self.refine.setRange(int(REFINE.low), int(REFINE.high))
         self.refine.setSingleStep(10)
         self.refine.setSpecialValueText("off")
         self.refine.setToolTip("Gatys optimisation steps after the fast pass: sharper, much slower")
@@ -94,7 +100,7 @@ class StylePicker(QWidget):
             self.gallery.setCurrentRow(0)
 
     def set_options(self, options: StyleOptions) -> None:
-        self.strength.setValue(round(options.strength * 100))
+        self.strength.setValue(_percent(options.strength))
         self.preserve.setChecked(options.preserve_colors)
         self.refine.setValue(options.refine)
 
