@@ -84,3 +84,94 @@ def test_serve_takes_the_engine_options() -> None:
     cfg = engine_config(args)
     assert (cfg.compile, cfg.bf16, cfg.memory_budget, cfg.tile_size, cfg.max_pixels) == (
         True, False, int(1.5 * 2**30), 256, 1000)
+
+
+# ---- issue 14, item 6: clear one-line errors instead of "internal error" ----
+
+BUNDLED = Path(__file__).resolve().parents[2] / "backend/impasto/data/models"
+
+
+@pytest.mark.parametrize("name,content", [
+    ("some.txt", b"hello world\n"),
+    ("empty.pth", b""),
+    ("photo.pth", None),  # an image that happens to be called .pth
+    ("notes.md", b"# my model\n" * 50),
+])
+def test_models_import_of_a_non_model_file(tmp_path: Path, capsys: pytest.CaptureFixture, impasto_home: Path,
+                                           name: str, content: bytes | None) -> None:
+    path = tmp_path / name
+    if content is None:
+        Image.new("RGB", (8, 8)).save(path, format="PNG")
+    else:
+        path.write_bytes(content)
+    assert main(["models", "import", str(path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == f"impasto: error: {name}: not a model file (neither safetensors nor PyTorch weights)"
+    assert len(err) == 2 and ".safetensors" in err[1]
+
+
+def test_name_clash_hints_name_flags_that_exist(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                impasto_home: Path) -> None:
+    import re
+
+    from impasto.cli import build_parser
+
+    src = str(BUNDLED / "srgan-x2.safetensors")
+    assert main(["models", "import", src, "--name", "mine"]) == 0
+    capsys.readouterr()
+    assert main(["models", "import", src, "--name", "mine"]) == 1
+    err = capsys.readouterr().err
+    assert "a model named 'mine' already exists" in err
+    flags = re.findall(r"--[a-z][a-z-]*", err)
+    assert "--overwrite" in flags
+    for command in (["models", "import", src], ["models", "pull", "candy-nc16"],
+                    ["train", "sr", "--data", "d", "--name", "n"]):
+        for flag in flags:  # every flag the hint names exists on every command that can hit it
+            build_parser().parse_args([*command, flag])
+    assert main(["models", "import", src, "--name", "mine", "--overwrite"]) == 0
+    assert main(["models", "import", src, "--name", "srgan-x2", "--overwrite"]) == 1  # never over a bundled one
+    assert "bundled model named 'srgan-x2'" in capsys.readouterr().err
+
+
+def test_batch_into_an_output_folder_that_cannot_be_made(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                        impasto_home: Path) -> None:
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "in" / "a.png")
+    (tmp_path / "file").write_bytes(b"x")
+    rc = main(["batch", "stylize", str(tmp_path / "in"), str(tmp_path / "file" / "out"), "--style", "wave",
+               "--workers", "1", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and err[0].startswith("impasto: error: cannot write outputs to ") and len(err) == 2
+
+
+def _can_mount_tmpfs() -> bool:
+    import shutil
+    import subprocess
+
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs `unshare -rm` and a tmpfs mount (user namespaces)")
+def test_batch_on_a_full_disk_fails_before_any_work(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "in" / "a.png")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    # A private mount namespace: a 256 KiB tmpfs, filled up, exists only for this command.
+    script = ('mount -t tmpfs -o size=256k tmpfs "$1" && { head -c 1M /dev/zero > "$1/fill" 2>/dev/null; '
+              'exec "$2" -m impasto batch stylize "$3" "$1/out" --style wave --workers 1 -q; }')
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "backend"),
+               IMPASTO_HOME=str(tmp_path / "home"))
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", str(disk), sys.executable,
+                           str(tmp_path / "in")], capture_output=True, text=True, timeout=300, env=env)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert err[0].startswith("impasto: error: no space left to write outputs in ") and len(err) == 2

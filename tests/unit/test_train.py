@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -126,6 +127,9 @@ def test_style_model_lands_in_the_store(photos: Path, style_image: Path, tmp_pat
     info = save_style_model(run, store)
     assert info.kind == "style" and info.thumbnail_png and info.style_image_jpeg
     assert info.training["iterations"] == 2 and info.training["loss_net"] == "vgg19-partial"
+    # the trainer's folders stay on the trainer's machine (tmp_path is absolute)
+    assert info.training["style_image"] == style_image.name and info.training["out_dir"] == "run"
+    assert str(tmp_path) not in json.dumps(info.training) + info.source
     net = store.load("tiny")
     x = torch.rand(1, 3, 32, 32) * 255
     with torch.no_grad():
@@ -151,6 +155,7 @@ def test_sr_training_lowers_the_loss(photos: Path, tmp_path: Path, loss: str) ->
 
     info = save_sr_model(run, ModelStore(user_dir=tmp_path / "store", bundled_dir=None))
     assert info.kind == "sr" and info.scale == 4 and info.training["loss"] == loss
+    assert info.training["data"] == photos.name and str(tmp_path) not in json.dumps(info.training) + info.source
 
 
 def test_bicubic_skip_net_starts_at_bicubic(photos: Path, tmp_path: Path) -> None:

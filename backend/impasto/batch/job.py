@@ -157,7 +157,7 @@ def process(engine: Engine, job: BatchJob, task: Task, worker: str, cancel: Canc
     dst = Path(task.dst)
     tmp = dst.with_name(f".{dst.stem}{TMP_MARK}{uuid.uuid4().hex[:8]}{dst.suffix}")  # suffix picks the format
     try:
-        image, meta = read_image(task.src)
+        image, meta = read_image(task.src, max_pixels=job.config.max_pixels)  # refused from its header
         out = apply(engine, job, image, cancel)
         write_image(tmp, out, meta)
         os.replace(tmp, dst)  # atomic on one filesystem: readers see no output or a whole one

@@ -3,7 +3,11 @@ record every outcome (JSON lines) as it arrives."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -23,7 +27,9 @@ from impasto.batch.job import (
 )
 from impasto.cancel import CancelToken
 from impasto.engine.imageio import SUFFIXES
-from impasto.errors import InvalidArgument
+from impasto.errors import InvalidArgument, ResourceExhausted
+
+MIN_FREE = 1 << 20  # bytes the output disk must have free before a batch starts
 
 
 def run_batch(job: BatchJob, in_dir: Path, out_dir: Path, *, workers: int | None = None, threads: int | None = None,
@@ -41,7 +47,7 @@ def run_batch(job: BatchJob, in_dir: Path, out_dir: Path, *, workers: int | None
     finished = {r["input"] for r in earlier if r.get("status") == "done"}
     if not overwrite:
         _check_settings(earlier, job, manifest)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output(out_dir, manifest)  # a full disk or a folder we cannot write: say so before any work
     _remove_leftovers(out_dir)
     summary = Summary()
     todo, recovered = [], []
@@ -104,6 +110,35 @@ def _check_settings(earlier: list[Record], job: BatchJob, manifest: Path) -> Non
 def _diff(theirs: dict[str, Any], mine: dict[str, Any]) -> str:
     keys = sorted(set(theirs) | set(mine), key=str)
     return ", ".join(f"{k} {theirs.get(k)!r} then, {mine.get(k)!r} now" for k in keys if theirs.get(k) != mine.get(k))
+
+
+def check_output(out_dir: Path, manifest: Path) -> None:
+    """Make the output folder and prove it writable: a real write, flushed to disk, plus room to spare.
+    Without this a full disk or a read-only folder shows up only after the first image, as an internal error."""
+    probe = out_dir / f".probe{TMP_MARK}{os.getpid()}"  # named like a temporary output: a crash leaves no litter
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        with manifest.open("a", encoding="utf-8"):
+            pass
+        with open(probe, "wb") as f:
+            f.write(bytes(64 << 10))
+            f.flush()
+            os.fsync(f.fileno())  # some filesystems report a full disk only when the blocks are allocated
+        free = shutil.disk_usage(out_dir).free
+    except OSError as exc:
+        where = exc.filename or out_dir
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ResourceExhausted(f"no space left to write outputs in {out_dir}",
+                                    hint="free some space, or choose an output folder on another disk") from None
+        raise InvalidArgument(f"cannot write outputs to {where}: {exc.strerror or exc}",
+                              hint="choose an output folder you can write to") from None
+    finally:
+        with contextlib.suppress(OSError):  # nothing to remove when the folder could not even be made
+            probe.unlink(missing_ok=True)
+    if free < MIN_FREE:
+        raise ResourceExhausted(f"only {free:,} bytes free on the disk of {out_dir}",
+                                hint="free some space, or choose an output folder on another disk")
 
 
 def _remove_leftovers(out_dir: Path) -> None:

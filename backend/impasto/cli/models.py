@@ -20,12 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = msub.add_parser("import", help="add a model (.safetensors, pytorch/examples .pth, ml5 folder, SRGAN .pth)")
     q.add_argument("path")
     q.add_argument("--name", help="name in the store (default: from the file name)")
+    q.add_argument("--overwrite", action="store_true", help="replace a user model of the same name")
     q.set_defaults(func=_import)
     q = msub.add_parser("remove", help="delete a user model")
     q.add_argument("name")
     q.set_defaults(func=_remove)
     q = msub.add_parser("pull", help="download a well-known public model (needs a network)")
     q.add_argument("name", nargs="?", help="omit to list what can be pulled")
+    q.add_argument("--overwrite", action="store_true", help="replace a user model of the same name")
     q.set_defaults(func=_pull)
 
 
@@ -62,7 +64,7 @@ def _import(args: argparse.Namespace) -> int:
 
     from impasto.models.store import ModelStore
 
-    info = ModelStore().import_path(Path(args.path), args.name)
+    info = ModelStore().import_path(Path(args.path), args.name, overwrite=args.overwrite)
     print(f"imported {info.name} ({info.kind}, {info.arch}) -> {info.path}")
     return 0
 
@@ -93,7 +95,7 @@ def _pull(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        info = pull(ModelStore(), args.name, progress=progress)
+        info = pull(ModelStore(), args.name, progress=progress, overwrite=args.overwrite)
     finally:
         bar.close()
     print(f"pulled {info.name} -> {info.path}")

@@ -111,7 +111,8 @@ def _run(args: argparse.Namespace, op: Callable[..., PixelBuffer]) -> int:
     failures = 0
     for src, dst in pairs:
         try:
-            buf, meta = read_image(src)
+            # --max-pixels holds before decoding, for --remote too: the header says the size, the pixels cost it
+            buf, meta = read_image(src, max_pixels=args.max_pixels)
             progress, close = _progress_bar(not args.quiet and sys.stderr.isatty(), src.name)
             try:
                 result = op(buf, progress)

@@ -50,7 +50,7 @@ def download(url: str, dest: Path, sha256: str, *, timeout: float = 10.0,
 
 
 def pull(store: ModelStore, name: str, *, progress: Callable[[int, int], None] | None = None,
-         entries: dict[str, dict[str, str]] | None = None) -> ModelInfo:
+         entries: dict[str, dict[str, str]] | None = None, overwrite: bool = False) -> ModelInfo:
     entries = entries if entries is not None else manifest()
     if name not in entries:
         raise NotFound(f"no well-known model {name!r}; available: {', '.join(sorted(entries))}")
@@ -58,5 +58,5 @@ def pull(store: ModelStore, name: str, *, progress: Callable[[int, int], None] |
     with tempfile.TemporaryDirectory() as tmp:
         suffix = Path(entry["url"]).suffix or ".pth"
         path = download(entry["url"], Path(tmp) / f"{name}{suffix}", entry["sha256"], progress=progress)
-        info = store.import_path(path, name)
+        info = store.import_path(path, name, overwrite=overwrite)
     return info

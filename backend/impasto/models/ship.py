@@ -8,11 +8,17 @@ MODEL is a model file (.safetensors written by the trainer) or a user-store name
 artwork and the data, a display name, a preview thumbnail like the other bundled models (a style applied to
 the bundled chelsea photo; SR: a crop of the coffee photo reduced then upscaled) and, for a style, the artwork
 at <= 256 px for --refine. The embedded training config is kept and points at the model card
-(docs/models/NAME.md), which records the commands, iterations, wall time and hardware."""
+(docs/models/NAME.md), which records the commands, iterations, wall time and hardware; its paths are cut to
+their last component (a shipped file must not carry the trainer's folder layout).
+
+    python -m impasto.models.ship --strip-paths
+
+rewrites the bundled files' descriptors that way in place, leaving the tensor bytes as they are."""
 
 from __future__ import annotations
 
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -20,6 +26,7 @@ from PIL import Image
 
 from impasto.models.bundle import SAMPLES_DIR, _jpeg, _thumbnail
 from impasto.models.fileformat import build_network, load_state, read_info, save_model
+from impasto.models.info import strip_paths
 from impasto.models.store import BUNDLED_DIR, user_home
 
 DATA = "T91 (Yang et al. 2010) + BSD200 (Berkeley Segmentation Dataset train set), research use; not shipped"
@@ -45,6 +52,7 @@ def ship(model: str, name: str) -> Path:
     net = build_network(info, state).eval()
     info.name = name
     if info.training is not None:
+        info.training = strip_paths(info.training)
         info.training["recipe"] = f"docs/models/{name}.md"  # the embedded config is the last run's; the card has all
     info.license = "MIT"
     info.source = f"trained for Impasto with `impasto train {info.kind}` (docs/models/{name}.md)"
@@ -74,7 +82,41 @@ def ship(model: str, name: str) -> Path:
     return save_model(BUNDLED_DIR / f"{name}.safetensors", state, info)
 
 
+def rewrite_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Replace the `__metadata__` of a safetensors file. The format is an 8-byte length, a JSON header (tensor
+    offsets are relative to the end of it) and the tensor bytes, which are copied as they are."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    header["__metadata__"] = metadata
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the header is padded to 8 bytes, as safetensors writes it
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n :])
+    tmp.replace(path)
+
+
+def strip_bundled_paths(folder: Path = BUNDLED_DIR) -> list[Path]:
+    """Cut the absolute paths in every bundled descriptor (training config, source); the files changed."""
+    from safetensors import safe_open
+
+    changed = []
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata())
+        d = json.loads(meta["impasto"])
+        clean = d | {"training": strip_paths(d.get("training")), "source": strip_paths(d.get("source", ""))}
+        if clean != d:
+            rewrite_metadata(path, meta | {"impasto": json.dumps(clean)})
+            changed.append(path)
+    return changed
+
+
 def main(argv: list[str]) -> int:
+    if argv == ["--strip-paths"]:
+        for path in strip_bundled_paths():
+            print(f"rewrote {path}")
+        return 0
     if len(argv) != 2:
         print(__doc__)
         return 2

@@ -205,6 +205,15 @@ def _rng_state(gen: torch.Generator) -> dict[str, Any]:
     return state
 
 
+def training_record(cfg: Any, final: dict[str, float]) -> dict[str, Any]:
+    """The training config a saved model carries: every setting and the final losses, with paths cut to their
+    last component (a shared model must not publish the trainer's folders; checkpoints keep the real paths)."""
+    from impasto.models.info import strip_paths
+
+    record: dict[str, Any] = strip_paths({**asdict(cfg), "final": final})
+    return record
+
+
 def save_checkpoint(path: Path, *, model: nn.Module, model_args: dict, config: Any, optimizer: torch.optim.Optimizer,
                     scaler: torch.amp.GradScaler, iteration: int, gen: torch.Generator,
                     history: list[dict[str, float]]) -> None:

@@ -9,7 +9,7 @@ variation term. We use the offline VGG-19's relu2_2 unless VGG-16 weights are gi
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from impasto.device import pick_device
 from impasto.errors import InvalidArgument
 from impasto.nets.sr import build_johnson_sr
 from impasto.nets.vgg import load_loss_net
-from impasto.train.common import ImageFolder, fit, image_grid, load_checkpoint, resumed_length
+from impasto.train.common import ImageFolder, fit, image_grid, load_checkpoint, resumed_length, training_record
 from impasto.train.losses import LossWeights, PerceptualLoss, pixel_loss, tv_loss
 
 
@@ -166,9 +166,9 @@ def save_sr_model(run: SRRun, store: Any = None, *, overwrite: bool = False) -> 
     info = ModelInfo(
         name=cfg.name, kind="sr", arch="johnson_sr", scale=cfg.scale, display_name=cfg.name,
         description=f"x{cfg.scale} super-resolution trained with `impasto train sr` ({cfg.loss} loss)",
-        license="user-trained", source=str(Path(cfg.out_dir).resolve()),
+        license="user-trained", source=f"impasto train sr, run {Path(cfg.out_dir).name}",
         params={"scale": cfg.scale, "channels": cfg.channels, "blocks": cfg.blocks,
                 "bicubic_skip": cfg.bicubic_skip},
-        training={**asdict(cfg), "final": last}, tiling_exact=True,
+        training=training_record(cfg, last), tiling_exact=True,
     )
     return (store or ModelStore()).save(cfg.name, run.model, info, overwrite=overwrite)

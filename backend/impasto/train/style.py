@@ -10,7 +10,7 @@ start) is in docs/training.md.
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,15 @@ from impasto.cancel import CancelToken, Progress
 from impasto.device import pick_device
 from impasto.nets.johnson import build_johnson
 from impasto.nets.vgg import LOSS_NETS, load_loss_net
-from impasto.train.common import ImageFolder, fit, image_grid, load_checkpoint, load_rgb, resumed_length
+from impasto.train.common import (
+    ImageFolder,
+    fit,
+    image_grid,
+    load_checkpoint,
+    load_rgb,
+    resumed_length,
+    training_record,
+)
 from impasto.train.losses import LossWeights, PerceptualLoss
 
 TRAIN_CONTENT_LAYER = "relu2_2"
@@ -169,9 +177,9 @@ def save_style_model(run: StyleRun, store: Any = None, *, overwrite: bool = Fals
     info = ModelInfo(
         name=cfg.name, kind="style", arch="johnson", display_name=cfg.name,
         description=f"Trained with `impasto train style` on {Path(cfg.style_image).name}",
-        license="user-trained", attribution="", source=str(Path(cfg.out_dir).resolve()),
+        license="user-trained", attribution="", source=f"impasto train style, run {Path(cfg.out_dir).name}",
         params={"widths": list(cfg.widths), "res_blocks": cfg.res_blocks},
-        training={**asdict(cfg), "final": last},
+        training=training_record(cfg, last),
         thumbnail_png=_jpeg(cfg.style_image, 128, "PNG"), style_image_jpeg=_jpeg(cfg.style_image, 512),
         tiling_exact=True,
     )
