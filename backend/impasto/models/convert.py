@@ -15,7 +15,7 @@ import torch
 
 from impasto.errors import ModelFileError
 from impasto.models.info import ModelInfo
-from impasto.nets.limits import COUNTER_SUFFIX, check_state
+from impasto.nets.limits import COUNTER_SUFFIX, check_state, short
 from impasto.nets.registry import Arch, find_arch
 
 
@@ -23,17 +23,17 @@ def load_pickle_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except MemoryError:
-        raise ModelFileError(f"{path.name}: refused to load: too large to read") from None
+        raise ModelFileError(f"{short(path.name)}: refused to load: too large to read") from None
     except Exception as exc:  # torch.load raises many types on bytes that are not a plain weights file
-        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ModelFileError(
-            f"{path.name}: refused to load: not a plain PyTorch weights file ({first})",
+            f"{short(path.name)}: refused to load: not a plain PyTorch weights file ({short(first, 160)})",
             hint="only state dicts of tensors are accepted; a pickle that needs code to load is never run",
         ) from None
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelFileError(f"{path.name}: expected a state dict of tensors")
+        raise ModelFileError(f"{short(path.name)}: expected a state dict of tensors")
     return check_state({str(k).removeprefix("module."): v for k, v in obj.items()}, path.name)
 
 

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from impasto.errors import ModelFileError
 from impasto.models.info import ModelInfo
-from impasto.nets.limits import COUNTER_SUFFIX, MAX_TENSORS, bounded, check_shape, check_state, echo
+from impasto.nets.limits import COUNTER_SUFFIX, MAX_TENSORS, bounded, check_shape, check_state, echo, short
 from impasto.nets.registry import get_arch
 from impasto.nets.spec import Network
 
@@ -104,7 +104,8 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
         _check_header(path)
         return check_state(load_file(str(path), device="cpu"), path.name)
     except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
-        raise ModelFileError(f"{path.name}: corrupt or truncated weights ({str(exc)[:200]})",
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ModelFileError(f"{short(path.name)}: corrupt or truncated weights ({short(first, 160)})",
                              hint="re-import or re-download the model") from None
 
 

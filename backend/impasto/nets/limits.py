@@ -29,10 +29,17 @@ MAX_ECHO = 60  # characters of a key or name quoted back in an error message
 COUNTER_SUFFIX = "num_batches_tracked"
 
 
-def echo(text: object) -> str:
-    """`text` for an error message, shortened: file contents are never quoted back at any length."""
+def short(text: object, limit: int = MAX_ECHO) -> str:
+    """`text` for a one-line error message: shortened (file contents are never quoted back at any length),
+    with line breaks and other control characters escaped."""
     s = str(text)
-    return repr(s if len(s) <= MAX_ECHO else s[:MAX_ECHO] + "...")
+    s = s if len(s) <= limit else s[:limit] + "..."
+    return s if s.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
+def echo(value: object) -> str:
+    """`value` as Python would show it (strings quoted), shortened like `short`."""
+    return short(repr(value))
 
 
 def bounded(value: Any, low: int, high: int, what: str) -> int:

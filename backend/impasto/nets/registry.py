@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from impasto.errors import ModelFileError
-from impasto.nets.limits import check_state, echo
+from impasto.nets.limits import check_state, echo, short
 from impasto.nets.spec import Kind, Network
 
 State = Mapping[str, torch.Tensor]
@@ -73,15 +73,15 @@ class Arch:
 def _check_fit(skeleton: Network, state: State, what: str) -> None:
     """The file's keys and shapes must be exactly those of the built network (integer counters aside)."""
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items() if v.is_floating_point()}
-    missing = sorted(expected.keys() - state.keys())
-    unexpected = sorted(state.keys() - expected.keys())
-    wrong = [f"{k} {list(state[k].shape)} (expected {list(expected[k])})"
+    missing = [echo(k) for k in sorted(expected.keys() - state.keys())]
+    unexpected = [echo(k) for k in sorted(state.keys() - expected.keys())]
+    wrong = [f"{echo(k)} {list(state[k].shape)} (expected {list(expected[k])})"
              for k in sorted(expected.keys() & state.keys()) if tuple(state[k].shape) != expected[k]]
     problems = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
         if items:
             more = f" and {len(items) - 3} more" if len(items) > 3 else ""
-            problems.append(f"{label}: " + ", ".join(echo(i)[1:-1] for i in items[:3]) + more)
+            problems.append(f"{label}: " + ", ".join(items[:3]) + more)
     if problems:
         raise ModelFileError(f"{what}: the weights do not match the architecture ({'; '.join(problems)})",
                              hint="the file is damaged or was saved from a different network")
@@ -118,7 +118,7 @@ def get_arch(name: str, source: str = "") -> Arch:
         if arch.name == name:
             return arch
     known = ", ".join(a.name for a in archs())
-    prefix = f"{echo(source)[1:-1]}: " if source else ""
+    prefix = f"{short(source)}: " if source else ""
     raise ModelFileError(f"{prefix}unknown architecture {echo(name)} (this version knows {known})",
                          hint="update Impasto, or re-import the original weights")
 
@@ -128,8 +128,8 @@ def find_arch(state: State, source: str) -> Arch:
     keys = {k for k in state if isinstance(k, str)}
     found = [a for a in archs() if a.detect(keys)]
     if len(found) != 1:
-        first = ", ".join(echo(k)[1:-1] for k in list(state)[:4])
+        first = ", ".join(echo(k) for k in list(state)[:4])
         why = "unknown network layout" if not found else "ambiguous layout (" + ", ".join(a.name for a in found) + ")"
-        raise ModelFileError(f"{source}: {why} (first keys: {first})",
+        raise ModelFileError(f"{short(source)}: {why} (first keys: {first})",
                              hint="supported: " + ", ".join(a.what for a in archs()))
     return found[0]
