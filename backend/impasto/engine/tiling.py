@@ -34,11 +34,15 @@ _OOM = (OutOfMemory, torch.OutOfMemoryError, MemoryError)
 
 @dataclass(frozen=True)
 class RunConfig:
-    """How to run one network call. `tile` is a tile side in pixels of what is being computed: for a style
-    net (plan), of each layer's *output* (the image's own size at the first and last layers, a quarter of it
-    in the middle of the net); for an SR net, of the *input* (low-resolution) image, each window reading
-    `halo` more on every side and producing `scale * tile` output pixels. Both keep a tile's work bounded
-    by about tile^2 x the widest layer."""
+    """How to run one network call.
+
+    `tile` is the side, in pixels, of the piece of a layer's output computed at once:
+    - style nets (plan, run layer by layer): of each layer's *output*. At the full-resolution layers a tile is
+      tile x tile image pixels; the middle layers run at a quarter of the image's side, so there one tile
+      covers (4 tile)^2 image pixels.
+    - SR nets (run whole, in windows): of the *input* (low-resolution) image. Each window reads `halo` more
+      on every side and produces (scale x tile)^2 output pixels.
+    Either way a tile's working memory is about tile^2 x the widest layer's channels."""
 
     device: torch.device = torch.device("cpu")
     tile: int = 512  # tile side in pixels: each layer's output (style) or the input image (SR); see above
