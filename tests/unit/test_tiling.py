@@ -63,3 +63,17 @@ def test_tiny_budget_retries_with_smaller_tiles(nets: dict, caplog: pytest.LogCa
 def test_impossible_budget_is_a_clear_error(nets: dict) -> None:
     with pytest.raises(ResourceExhausted, match="does not fit in memory"):
         run_network(nets["srgan"], torch.rand(1, 3, 32, 32) * 255, RunConfig(budget=1000))
+
+
+@pytest.mark.parametrize("bicubic_skip", [False, True])
+def test_tiled_equals_untiled_for_the_papers_sr_net(bicubic_skip: bool) -> None:
+    """The halo windows of `run_windows` come from the net's NetSpec (scale, halo) alone."""
+    from impasto.nets.sr import build_johnson_sr
+
+    torch.manual_seed(3)
+    net = build_johnson_sr(scale=4, channels=8, blocks=2, bicubic_skip=bicubic_skip).eval()
+    x = torch.rand(1, 3, 21, 26) * 255
+    whole = run_network(net, x, RunConfig())
+    tiled = run_network(net, x, RunConfig(tile=8, force_tiles=True))
+    assert whole.shape == tiled.shape == (1, 3, 84, 104)
+    assert (whole - tiled).abs().max() <= 1e-2

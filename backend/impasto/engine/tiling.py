@@ -6,8 +6,9 @@ Two exact tiling schemes:
   see `nets.blocks.Window`), and each instance norm uses statistics over the *whole* image. Tiled output
   therefore equals untiled output; per-tile statistics would leave visible seams (about 2% of range).
 - Local nets (super-resolution, batch norm = fixed affine at inference): fixed-size windows with a halo
-  that covers the receptive field; only each window's centre is kept.
-An out-of-memory error (real, or a tile over the budget) retries with tiles of half the size."""
+  that covers the receptive field; only each window's centre is kept (`run_windows`).
+An out-of-memory error (real, or a tile over the budget) retries with tiles of half the size.
+Which scheme, the padding, the scale and the halo all come from the network's `NetSpec` (nets.spec)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from torch import nn
 
 from impasto.cancel import CancelToken, Progress, no_progress
 from impasto.errors import OutOfMemory, ResourceExhausted
-from impasto.nets.blocks import Plan, Spatial, TransposeConvLayer, UpsampleConvLayer
+from impasto.nets.blocks import Act, Add, Layer, Norm, Plan, Push, Spatial, UpsampleConvLayer
+from impasto.nets.spec import NetSpec, spec_of
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,18 @@ _OOM = (OutOfMemory, torch.OutOfMemoryError, MemoryError)
 
 @dataclass(frozen=True)
 class RunConfig:
+    """How to run one network call.
+
+    `tile` is the side, in pixels, of the piece of a layer's output computed at once:
+    - style nets (plan, run layer by layer): of each layer's *output*. At the full-resolution layers a tile is
+      tile x tile image pixels; the middle layers run at a quarter of the image's side, so there one tile
+      covers (4 tile)^2 image pixels.
+    - SR nets (run whole, in windows): of the *input* (low-resolution) image. Each window reads `halo` more
+      on every side and produces (scale x tile)^2 output pixels.
+    Either way a tile's working memory is about tile^2 x the widest layer's channels."""
+
     device: torch.device = torch.device("cpu")
-    tile: int = 512  # tile side, in each layer's output pixels (style) or input pixels (SR)
+    tile: int = 512  # tile side in pixels: each layer's output (style) or the input image (SR); see above
     budget: int = 4 << 30  # bytes of working memory for one network call
     autocast: torch.dtype | None = None  # bf16/fp16 autocast, or None for fp32
     min_tile: int = 16
@@ -58,21 +70,16 @@ def _ratio(op: Spatial) -> float:
     return op.up / op.down
 
 
-def _channels(op: Spatial) -> tuple[int, int]:
-    conv: nn.Conv2d | nn.ConvTranspose2d = op.conv if isinstance(op, TransposeConvLayer) else op.conv2d  # type: ignore[assignment]
-    return int(conv.in_channels), int(conv.out_channels)
-
-
 def plan_bytes_per_pixel(plan: Plan) -> float:
     """Peak working bytes per input pixel of a plan run on a whole image."""
     area, peak, live_skip = 1.0, 0.0, 0.0
     for step in plan:
-        if step[0] == "push":
+        if isinstance(step, Push):
             live_skip = area
-        if step[0] != "spatial":
+        if not isinstance(step, Layer):
             continue
-        op: Spatial = step[1]
-        cin, cout = _channels(op)
+        op = step.op
+        cin, cout = op.channels
         out_area = area * _ratio(op) ** 2
         up = cin * out_area if isinstance(op, UpsampleConvLayer) else 0.0
         peak = max(peak, cin * area + up + cout * out_area + live_skip * cout)
@@ -81,17 +88,16 @@ def plan_bytes_per_pixel(plan: Plan) -> float:
 
 
 def _tile_bytes(op: Spatial, tile: int) -> float:
-    cin, cout = _channels(op)
-    k = int(op.kernel)  # type: ignore[arg-type]
+    cin, cout = op.channels
+    k = op.kernel
     src = tile / _ratio(op) + k
     up = cin * (tile + k) ** 2 if isinstance(op, UpsampleConvLayer) else 0.0
     return (cin * src * src + up + cout * tile * tile) * 4 * 2
 
 
-def local_bytes_per_pixel(net: nn.Module) -> float:
+def local_bytes_per_pixel(spec: NetSpec) -> float:
     """Peak working bytes per *input* pixel of a local (SR) net."""
-    c, s = int(getattr(net, "channels", 64)), int(getattr(net, "scale", 1))
-    return c * 4 * 4 * max(s * s, 1) * 2
+    return spec.channels * 4 * 4 * spec.scale * spec.scale * 2
 
 
 # ---- style nets: layer-by-layer with whole-image instance-norm statistics ----
@@ -130,7 +136,7 @@ def _run_spatial_tiled(
 ) -> torch.Tensor:
     _, _, h, w = x.shape
     oh, ow = op.out_size(h), op.out_size(w)
-    cout = _channels(op)[1]
+    cout = op.channels[1]
     out = torch.empty((1, cout, oh, ow), dtype=torch.float32)
     for y0, y1 in _spans(oh, tile):
         wh = op.window(y0, y1, h)
@@ -156,12 +162,11 @@ class _Ticker:
 
 
 def run_staged(
-    net: nn.Module, x: torch.Tensor, cfg: RunConfig, tile: int, progress: Progress, cancel: CancelToken | None,
+    plan: Plan, x: torch.Tensor, cfg: RunConfig, tile: int, progress: Progress, cancel: CancelToken | None,
     stage: str = "stylize",
 ) -> torch.Tensor:
     """Run a style net's plan tile by tile with whole-image instance-norm statistics. x: (1, 3, H, W)."""
-    plan = net.plan()  # type: ignore[operator]
-    spatial = [s[1] for s in plan if s[0] == "spatial"]
+    spatial = [step.op for step in plan if isinstance(step, Layer)]
     need = max(_tile_bytes(op, tile) for op in spatial)
     if need > cfg.budget:
         raise OutOfMemory(f"a {tile}px tile needs about {need / 2**20:.0f} MiB, over the budget")
@@ -174,17 +179,17 @@ def run_staged(
     cur = x.detach().float().cpu().contiguous()
     stack: list[torch.Tensor] = []
     for step in plan:
-        kind = step[0]
-        if kind == "spatial":
-            cur = _run_spatial_tiled(step[1], cur, cfg, tile, tick, cancel)
-        elif kind == "norm":
-            _norm_inplace(cur, step[1])
-        elif kind == "act":
-            _apply_inplace(cur, step[1])
-        elif kind == "push":
-            stack.append(cur.clone())
-        elif kind == "add":
-            cur.add_(stack.pop())
+        match step:
+            case Layer(op=op):
+                cur = _run_spatial_tiled(op, cur, cfg, tile, tick, cancel)
+            case Norm(norm=norm):
+                _norm_inplace(cur, norm)
+            case Act(fn=fn):
+                _apply_inplace(cur, fn)
+            case Push():
+                stack.append(cur.clone())
+            case Add():
+                cur.add_(stack.pop())
     return cur
 
 
@@ -200,12 +205,13 @@ def _windows(n: int, tile: int, halo: int) -> Iterator[tuple[int, int, int, int]
         yield t0, t1, w0, w0 + size
 
 
-def run_local(
-    net: nn.Module, x: torch.Tensor, cfg: RunConfig, tile: int, progress: Progress, cancel: CancelToken | None,
-    stage: str = "upscale",
+def run_windows(
+    net: nn.Module, spec: NetSpec, x: torch.Tensor, cfg: RunConfig, tile: int, progress: Progress,
+    cancel: CancelToken | None, stage: str = "upscale",
 ) -> torch.Tensor:
-    s, halo = int(getattr(net, "scale", 1)), int(getattr(net, "halo", 16))
-    need = local_bytes_per_pixel(net) * (tile + 2 * halo) ** 2
+    """Run a local net (no plan) in windows of `tile` input pixels plus its halo; keep each window's centre."""
+    s, halo = spec.scale, spec.halo
+    need = local_bytes_per_pixel(spec) * (tile + 2 * halo) ** 2
     if need > cfg.budget:
         raise OutOfMemory(f"a {tile}px tile needs about {need / 2**20:.0f} MiB, over the budget")
     _, c, h, w = x.shape
@@ -239,14 +245,11 @@ def _pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode="reflect")
 
 
-def is_style_net(net: nn.Module) -> bool:
-    return hasattr(net, "plan")
-
-
-def whole_bytes(net: nn.Module, h: int, w: int) -> float:
-    if is_style_net(net):
-        return plan_bytes_per_pixel(net.plan()) * h * w  # type: ignore[operator]
-    return local_bytes_per_pixel(net) * h * w
+def whole_bytes(spec: NetSpec, h: int, w: int) -> float:
+    """Working bytes of one whole-image call on an (h, w) input."""
+    if spec.plan is not None:
+        return plan_bytes_per_pixel(spec.plan) * h * w
+    return local_bytes_per_pixel(spec) * h * w
 
 
 def run_network(
@@ -261,10 +264,10 @@ def run_network(
     """Run `net` on a (1, 3, H, W) 0-255 image: whole if it fits `cfg.budget`, else in tiles, retrying
     with smaller tiles on out-of-memory. Returns a float32 CPU tensor."""
     h, w = x.shape[-2:]
-    multiple = int(getattr(net, "multiple", 1))
-    xp = _pad_to_multiple(x, multiple) if is_style_net(net) else x
-    scale = 1 if is_style_net(net) else int(getattr(net, "scale", 1))
-    if not cfg.force_tiles and whole_bytes(net, *xp.shape[-2:]) <= cfg.budget:
+    spec = spec_of(net)
+    xp = _pad_to_multiple(x, spec.multiple)
+    scale = spec.scale
+    if not cfg.force_tiles and whole_bytes(spec, *xp.shape[-2:]) <= cfg.budget:
         try:
             if cancel is not None:
                 cancel.check()
@@ -280,10 +283,10 @@ def run_network(
     tile = cfg.tile
     while True:
         try:
-            if is_style_net(net):
-                y = run_staged(net, xp, cfg, tile, progress, cancel, stage)
+            if spec.plan is not None:
+                y = run_staged(spec.plan, xp, cfg, tile, progress, cancel, stage)
             else:
-                y = run_local(net, xp, cfg, tile, progress, cancel, stage)
+                y = run_windows(net, spec, xp, cfg, tile, progress, cancel, stage)
             return y[..., : h * scale, : w * scale]
         except _OOM as exc:
             if cfg.device.type == "cuda":

@@ -1,7 +1,8 @@
 """Impasto model files: safetensors weights (fp16 by default) with the descriptor in the header metadata.
 
 Detect, load and describe are separate: `read_info` parses only the header (cheap, for listings);
-`load_state` reads the tensors; `build_network` turns a state dict into a module by its `arch`."""
+`load_state` checks the header's tensor list (count, float dtypes, shapes) and then reads the tensors;
+`build_network` turns a state dict into a module through the architecture registry (`impasto.nets.registry`)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from torch import nn
 
 from impasto.errors import ModelFileError
 from impasto.models.info import ModelInfo
+from impasto.nets.limits import COUNTER_SUFFIX, MAX_TENSORS, bounded, check_shape, check_state, echo, short
+from impasto.nets.registry import get_arch
+from impasto.nets.spec import Network
 
 _META_KEY = "impasto"
 
@@ -78,27 +81,41 @@ def read_info(path: Path, *, bundled: bool = False) -> ModelInfo:
     return info
 
 
+# safetensors dtype names that hold network weights; integer or boolean tensors are refused
+_FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a file whose tensor list is too long, not floating point, or too large, before reading it."""
+    with safe_open(str(path), framework="pt") as f:
+        keys = list(f.keys())
+        bounded(len(keys), 1, MAX_TENSORS, f"{path.name}: the number of tensors")
+        for key in keys:
+            part = f.get_slice(key)
+            dtype = part.get_dtype()
+            if dtype not in _FLOAT_DTYPES and not key.endswith(COUNTER_SUFFIX):
+                raise ModelFileError(f"{path.name}: {echo(key)} holds {dtype} values; network weights are "
+                                     "floating point", hint="re-import the original weights")
+            check_shape(list(part.get_shape()), f"{path.name}: {echo(key)}")
+
+
 def load_state(path: Path) -> dict[str, torch.Tensor]:
     try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ModelFileError(f"{path.name}: corrupt or truncated weights ({exc})",
+        _check_header(path)
+        return check_state(load_file(str(path), device="cpu"), path.name)
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ModelFileError(f"{short(path.name)}: corrupt or truncated weights ({short(first, 160)})",
                              hint="re-import or re-download the model") from None
 
 
-def build_network(info: ModelInfo, state: Mapping[str, torch.Tensor]) -> nn.Module:
-    """A module for `info.arch`, hyperparameters read from the tensor shapes."""
-    from impasto.nets.engstrom import engstrom_from_state
-    from impasto.nets.johnson import johnson_from_state
-    from impasto.nets.sr import johnson_sr_from_state
-    from impasto.nets.srgan import srgan_from_state
-
-    if info.arch == "johnson":
-        return johnson_from_state(state)
-    if info.arch == "engstrom":
-        return engstrom_from_state(state)
-    if info.arch == "johnson_sr":
-        return johnson_sr_from_state(state, bicubic_skip=bool(info.params.get("bicubic_skip", False)))
-    if info.arch == "srgan":
-        return srgan_from_state(state)
-    raise ModelFileError(f"{info.name}: unknown architecture {info.arch!r}")
+def build_network(info: ModelInfo, state: Mapping[str, torch.Tensor]) -> Network:
+    """A network for `info.arch` (hyperparameters read from the tensor shapes) that matches the descriptor."""
+    net = get_arch(info.arch, info.name).load(state, info.params if isinstance(info.params, dict) else None)
+    spec = net.spec
+    if spec.kind != info.kind or (spec.kind == "sr" and spec.scale != info.scale):
+        what = f"{info.kind} x{info.scale}" if info.kind == "sr" else info.kind
+        raise ModelFileError(f"{echo(info.name)}: the descriptor says {echo(what)} but the weights are a "
+                             f"{spec.kind} network" + (f" x{spec.scale}" if spec.kind == "sr" else ""),
+                             hint="re-import the original weights")
+    return net

@@ -1,21 +1,18 @@
 """Building blocks shared by the style and super-resolution networks.
 
 Every spatial layer pads explicitly and convolves with padding 0, and can compute any window of its
-output from the matching window of its input (`window`). A network is a *plan*: a flat list of steps
-(spatial layer, instance norm, pointwise activation, push/add for skips). `run_plan` executes a plan on
-a whole tensor; the tiler executes the same plan window by window, so both paths share one definition."""
+output from the matching window of its input (`window`). A network is a *plan*: a flat tuple of typed
+steps (`Layer`, `Norm`, `Act`, `Push`/`Add` for skips). `run_plan` executes a plan on a whole tensor; the
+tiler executes the same plan window by window, so both paths share one definition."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-M = TypeVar("M", bound=nn.Module)
 
 
 @dataclass(frozen=True)
@@ -41,6 +38,12 @@ class Spatial(nn.Module):
     up: int = 1  # output/input size ratio numerator (upsampling)
     precise: bool = False  # run in fp32 even under autocast (cheap layers whose reduced-precision error is amplified)
     down: int = 1  # output/input size ratio denominator (stride)
+    kernel: int = 1  # kernel side (the tiler's per-tile memory estimate)
+
+    @property
+    def channels(self) -> tuple[int, int]:
+        """(input, output) channels."""
+        raise NotImplementedError
 
     def out_size(self, n: int) -> int:
         raise NotImplementedError
@@ -74,6 +77,10 @@ class ConvLayer(Spatial):
         self.down = stride
         self.conv2d = nn.Conv2d(cin, cout, kernel, stride, bias=bias)
 
+    @property
+    def channels(self) -> tuple[int, int]:
+        return self.conv2d.in_channels, self.conv2d.out_channels
+
     def _pads(self, n: int) -> tuple[int, int]:
         if self.pad_mode == "same":
             total = max((-(-n // self.stride) - 1) * self.stride + self.kernel - n, 0)
@@ -105,6 +112,10 @@ class UpsampleConvLayer(Spatial):
         self.up = upsample
         self.conv2d = nn.Conv2d(cin, cout, kernel, 1)
 
+    @property
+    def channels(self) -> tuple[int, int]:
+        return self.conv2d.in_channels, self.conv2d.out_channels
+
     def out_size(self, n: int) -> int:
         return n * self.upsample
 
@@ -135,6 +146,10 @@ class TransposeConvLayer(Spatial):
         self.up = stride
         self.conv = nn.ConvTranspose2d(cin, cout, kernel, stride, bias=False)
 
+    @property
+    def channels(self) -> tuple[int, int]:
+        return self.conv.in_channels, self.conv.out_channels
+
     def out_size(self, n: int) -> int:
         return n * self.stride
 
@@ -150,8 +165,41 @@ class TransposeConvLayer(Spatial):
         return y[..., wh.crop : wh.crop + oh, ww.crop : ww.crop + ow]
 
 
-# A plan step: ("spatial", layer) | ("norm", InstanceNorm2d) | ("act", fn) | ("push",) | ("add",)
-Step = tuple
+# ---- plan steps: what the whole-image runner (`run_plan`) and the tiler both interpret ----
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A spatial layer: computable window by window (`Spatial.window`)."""
+
+    op: Spatial
+
+
+@dataclass(frozen=True)
+class Norm:
+    """Instance norm: needs statistics over the whole image, so the tiler runs it between layers."""
+
+    norm: nn.InstanceNorm2d
+
+
+@dataclass(frozen=True)
+class Act:
+    """A pointwise function (ReLU, Engstrom's scaled tanh)."""
+
+    fn: Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Push:
+    """Remember the current tensor (the input of a residual block)."""
+
+
+@dataclass(frozen=True)
+class Add:
+    """Add the last remembered tensor to the current one (the end of a residual block)."""
+
+
+Step = Layer | Norm | Act | Push | Add
 Plan = Sequence[Step]
 
 
@@ -167,41 +215,39 @@ def run_plan(plan: Plan, x: torch.Tensor) -> torch.Tensor:
     """Execute a plan on whole tensors (the untiled path)."""
     stack: list[torch.Tensor] = []
     for step in plan:
-        kind = step[0]
-        if kind == "norm":
-            # statistics in fp32 even under bf16/fp16 autocast: reduced-precision means and variances
-            # are the main source of autocast error in these nets
-            with torch.autocast(x.device.type, enabled=False):
-                x = step[1](_full(x))
-        elif kind == "spatial" and step[1].precise:
-            with torch.autocast(x.device.type, enabled=False):
-                x = step[1](_full(x))
-        elif kind in ("spatial", "act"):
-            x = step[1](x)
-        elif kind == "push":
-            stack.append(x)
-        elif kind == "add":
-            x = x + stack.pop()
-        else:  # pragma: no cover - plans are built in this package
-            raise ValueError(f"unknown plan step {kind!r}")
+        match step:
+            case Norm(norm=inorm):
+                # statistics in fp32 even under bf16/fp16 autocast: reduced-precision means and variances
+                # are the main source of autocast error in these nets
+                with torch.autocast(x.device.type, enabled=False):
+                    x = inorm(_full(x))
+            case Layer(op=op) if op.precise:
+                with torch.autocast(x.device.type, enabled=False):
+                    x = op(_full(x))
+            case Layer(op=op):
+                x = op(x)
+            case Act(fn=fn):
+                x = fn(x)
+            case Push():
+                stack.append(x)
+            case Add():
+                x = x + stack.pop()
     return x
 
 
-def load_weights(net: M, state: Mapping[str, torch.Tensor], what: str) -> M:
-    """Load `state` strictly into `net` (as float32) and return it in eval mode; a mismatch is a ModelFileError."""
-    from impasto.errors import ModelFileError
+def layer(module: object) -> Layer:
+    assert isinstance(module, Spatial), type(module)
+    return Layer(module)
 
-    try:
-        net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    except RuntimeError as exc:
-        raise ModelFileError(f"{what} weights do not match the architecture: {exc}") from None
-    return net.eval()
+
+def norm(module: object) -> Norm:
+    assert isinstance(module, nn.InstanceNorm2d), type(module)
+    return Norm(module)
 
 
 def residual_plan(block: nn.Module) -> list[Step]:
     """x + IN(conv2(relu(IN(conv1(x))))): the residual block of both style-net families."""
-    return [("push",), ("spatial", block.conv1), ("norm", block.in1), ("act", relu),
-            ("spatial", block.conv2), ("norm", block.in2), ("add",)]
+    return [Push(), layer(block.conv1), norm(block.in1), Act(relu), layer(block.conv2), norm(block.in2), Add()]
 
 
 def keep_head_fp32(net: nn.Module) -> None:
@@ -216,13 +262,14 @@ def keep_head_fp32(net: nn.Module) -> None:
 
 
 def transformer_plan(net: nn.Module) -> list[Step]:
-    """The shared body of the style nets (conv1..in5 with their ReLUs); each family adds its own output."""
+    """The shared body of the style nets (conv1..in5 with their ReLUs); each family adds its own output
+    (`layer`/`norm` check the module types, so a plan can only hold what the runners understand)."""
     steps: list[Step] = []
     for i in (1, 2, 3):
-        steps += [("spatial", getattr(net, f"conv{i}")), ("norm", getattr(net, f"in{i}")), ("act", relu)]
+        steps += [layer(getattr(net, f"conv{i}")), norm(getattr(net, f"in{i}")), Act(relu)]
     blocks: int = net.res_blocks  # type: ignore[assignment]
     for i in range(1, blocks + 1):
         steps += residual_plan(getattr(net, f"res{i}"))
     for i in (1, 2):
-        steps += [("spatial", getattr(net, f"deconv{i}")), ("norm", getattr(net, f"in{i + 3}")), ("act", relu)]
+        steps += [layer(getattr(net, f"deconv{i}")), norm(getattr(net, f"in{i + 3}")), Act(relu)]
     return steps

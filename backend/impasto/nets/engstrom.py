@@ -7,6 +7,8 @@ Module names follow `TransformerNet` so both share the tiler's plan."""
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,15 +18,18 @@ from torch import nn
 
 from impasto.errors import ModelFileError
 from impasto.nets.blocks import (
+    Act,
     ConvLayer,
-    Plan,
     TransposeConvLayer,
     keep_head_fp32,
-    load_weights,
-    residual_plan,
+    layer,
+    norm,
     run_plan,
     transformer_plan,
 )
+from impasto.nets.limits import MAX_BLOCKS, MAX_CHANNELS, MAX_TENSORS, bounded, check_shape, dims, echo
+from impasto.nets.registry import Arch, register
+from impasto.nets.spec import NetSpec, Network
 
 EPS = 1e-3
 
@@ -41,11 +46,8 @@ class _Res(nn.Module):
         self.conv2 = ConvLayer(c, c, 3, 1, pad="same", bias=False)
         self.in2 = nn.InstanceNorm2d(c, eps=EPS, affine=True)
 
-    def plan(self) -> Plan:
-        return residual_plan(self)
 
-
-class EngstromNet(nn.Module):
+class EngstromNet(Network):
     """Input RGB 0-255 (no mean subtraction), output RGB in [-22.5, 277.5] before clamping."""
 
     arch = "engstrom"
@@ -70,32 +72,62 @@ class EngstromNet(nn.Module):
         self.deconv3 = ConvLayer(a, 3, 9, 1, pad="same", bias=False)
         keep_head_fp32(self)
         self.in6 = nn.InstanceNorm2d(3, eps=EPS, affine=True)
+        self._plan = tuple(transformer_plan(self) + [layer(self.deconv3), norm(self.in6), Act(_tanh150)])
 
-    def plan(self) -> Plan:
-        return transformer_plan(self) + [("spatial", self.deconv3), ("norm", self.in6), ("act", _tanh150)]
+    @property
+    def spec(self) -> NetSpec:
+        return NetSpec(kind="style", scale=1, multiple=self.multiple, halo=0, channels=max(self.widths),
+                       plan=self._plan)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        return run_plan(self.plan(), x)[..., :h, :w]
+        return run_plan(self._plan, x)[..., :h, :w]
 
 
 def build_engstrom(*, widths: tuple[int, int, int] = (32, 64, 128), res_blocks: int = 5) -> EngstromNet:
     return EngstromNet(widths=widths, res_blocks=res_blocks)
 
 
+_WHAT = "an Engstrom (ml5.js) style network"
+_RES = re.compile(r"res\d+\.")
+
+
 def engstrom_params(state: Mapping[str, torch.Tensor]) -> dict:
-    try:
-        widths = [int(state[f"conv{i}.conv2d.weight"].shape[0]) for i in (1, 2, 3)]
-    except KeyError as exc:
-        raise ModelFileError(f"not an Engstrom style network: missing {exc.args[0]}") from None
-    blocks = len({k.split(".")[0] for k in state if k.startswith("res")})
-    return {"widths": widths, "res_blocks": blocks}
+    widths = [bounded(dims(state, f"conv{i}.conv2d.weight", 4, _WHAT)[0], 1, MAX_CHANNELS, f"{_WHAT}: width {i}")
+              for i in (1, 2, 3)]
+    blocks = len({k.split(".")[0] for k in state if _RES.match(k)})
+    return {"widths": widths, "res_blocks": bounded(blocks, 0, MAX_BLOCKS, f"{_WHAT}: the number of residual blocks")}
+
+
+ARCH = register(Arch(
+    name="engstrom", kind="style", what=_WHAT,
+    detect=lambda keys: "conv1.conv2d.weight" in keys and "deconv1.conv.weight" in keys,
+    read_hparams=engstrom_params,
+    build=lambda widths, res_blocks: build_engstrom(widths=tuple(widths), res_blocks=res_blocks),
+))
 
 
 def engstrom_from_state(state: Mapping[str, torch.Tensor]) -> EngstromNet:
-    p = engstrom_params(state)
-    net = build_engstrom(widths=tuple(p["widths"]), res_blocks=p["res_blocks"])  # type: ignore[arg-type]
-    return load_weights(net, state, "Engstrom network")
+    net = ARCH.load(state)
+    assert isinstance(net, EngstromNet)
+    return net
+
+
+_INDEX = re.compile(r"[^_]*|.*_(\d{1,6})")  # `Variable` is 0, `Variable_12` is 12
+
+
+def _ml5_entry(folder: Path, name: str, entry: object) -> tuple[Path, tuple[int, ...]]:
+    """The file and shape of one manifest entry, checked before anything is read."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str):
+        raise ModelFileError(f"{folder}: manifest entry {echo(name)} has no file name",
+                             hint="the folder is not an ml5 style model, or its manifest.json is damaged")
+    try:
+        path = (folder / entry["filename"]).resolve()
+    except (OSError, ValueError):
+        path = folder
+    if folder.resolve() not in path.parents:
+        raise ModelFileError(f"{folder}: manifest entry {echo(name)} points outside the folder")
+    return path, check_shape(entry.get("shape"), f"{folder}: manifest entry {echo(name)}")
 
 
 def read_ml5_variables(folder: Path) -> list[np.ndarray]:
@@ -106,20 +138,26 @@ def read_ml5_variables(folder: Path) -> list[np.ndarray]:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as exc:
         raise ModelFileError(f"{folder}: not an ml5 style folder ({exc})") from None
-
-    def index(name: str) -> int:
-        return int(name.rsplit("_", 1)[1]) if "_" in name else 0
-
+    if not isinstance(manifest, dict):
+        raise ModelFileError(f"{folder}: manifest.json holds a {type(manifest).__name__}, not a table of variables")
+    bounded(len(manifest), 1, MAX_TENSORS, f"{folder}: the number of variables")
+    order: list[tuple[int, str]] = []
+    for name in manifest:
+        m = _INDEX.fullmatch(name)
+        if m is None:
+            raise ModelFileError(f"{folder}: variable {echo(name)} in manifest.json has no number")
+        order.append((int(m.group(1) or 0), name))
     arrays = []
-    for name in sorted(manifest, key=index):
-        entry = manifest[name]
-        path = (folder / entry["filename"]).resolve()
-        if folder.resolve() not in path.parents:
-            raise ModelFileError(f"{folder}: manifest entry {name} points outside the folder")
-        shape = [int(s) for s in entry["shape"]]
-        data = np.fromfile(path, dtype="<f4")
-        if data.size != int(np.prod(shape)):
-            raise ModelFileError(f"{path}: {data.size} values, but the manifest says shape {shape}")
+    for _, name in sorted(order, key=lambda t: t[0]):
+        path, shape = _ml5_entry(folder, name, manifest[name])
+        count = math.prod(shape)
+        try:
+            size = path.stat().st_size  # checked before reading: the manifest decides how much we read
+            if size != 4 * count:
+                raise ModelFileError(f"{path}: {size // 4} values, but the manifest says shape {list(shape)}")
+            data = np.fromfile(path, dtype="<f4")
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"{folder}: cannot read variable {echo(name)} ({exc})") from None
         arrays.append(data.reshape(shape))
     return arrays
 
@@ -139,14 +177,17 @@ def convert_ml5(folder: Path) -> dict[str, torch.Tensor]:
     norms = ["in1", "in2", "in3"] + [f"res{i}.in{j}" for i in range(1, n_res + 1) for j in (1, 2)]
     norms += ["in4", "in5", "in6"]
     state: dict[str, torch.Tensor] = {}
-    for k, (conv, norm) in enumerate(zip(names, norms, strict=True)):
+    for k, (conv, inorm) in enumerate(zip(names, norms, strict=True)):
         kernel, shift, scale = v[3 * k], v[3 * k + 1], v[3 * k + 2]
+        if kernel.ndim != 4 or shift.ndim != 1 or scale.ndim != 1:
+            raise ModelFileError(f"{folder}: layer {conv} has shapes {kernel.shape}, {shift.shape}, {scale.shape}; "
+                                 "expected a 4-D kernel and two vectors")
         if conv.startswith("deconv") and conv != "deconv3":
             # TF conv2d_transpose filter [kh, kw, out, in] -> torch ConvTranspose2d (in, out, kh, kw)
             state[f"{conv}.conv.weight"] = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy())
         else:
             # TF conv2d filter [kh, kw, in, out] (HWIO) -> torch (out, in, kh, kw)
             state[f"{conv}.conv2d.weight"] = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy())
-        state[f"{norm}.weight"] = torch.from_numpy(scale.copy())
-        state[f"{norm}.bias"] = torch.from_numpy(shift.copy())
+        state[f"{inorm}.weight"] = torch.from_numpy(scale.copy())
+        state[f"{inorm}.bias"] = torch.from_numpy(shift.copy())
     return state

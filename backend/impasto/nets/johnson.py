@@ -12,17 +12,17 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from impasto.errors import ModelFileError
 from impasto.nets.blocks import (
     ConvLayer,
-    Plan,
     UpsampleConvLayer,
     keep_head_fp32,
-    load_weights,
-    residual_plan,
+    layer,
     run_plan,
     transformer_plan,
 )
+from impasto.nets.limits import MAX_BLOCKS, MAX_CHANNELS, bounded, dims
+from impasto.nets.registry import Arch, register
+from impasto.nets.spec import NetSpec, Network
 
 
 class ResidualBlock(nn.Module):
@@ -33,11 +33,8 @@ class ResidualBlock(nn.Module):
         self.conv2 = ConvLayer(channels, channels, 3, 1)
         self.in2 = nn.InstanceNorm2d(channels, affine=True)
 
-    def plan(self) -> Plan:
-        return residual_plan(self)
 
-
-class TransformerNet(nn.Module):
+class TransformerNet(Network):
     """Image transformation network (Johnson et al. 2016, supplementary Table 1), pytorch/examples form.
     Input and output: RGB, 0-255, (B, 3, H, W)."""
 
@@ -61,18 +58,23 @@ class TransformerNet(nn.Module):
         self.in5 = nn.InstanceNorm2d(a, affine=True)
         self.deconv3 = ConvLayer(a, 3, 9, 1)
         keep_head_fp32(self)
+        self._plan = tuple(transformer_plan(self) + [layer(self.deconv3)])
 
     # The input is reflection-padded to a multiple of this so that the output has the input's size.
     multiple = 4
 
-    def plan(self) -> Plan:
-        return transformer_plan(self) + [("spatial", self.deconv3)]
+    @property
+    def spec(self) -> NetSpec:
+        return NetSpec(kind="style", scale=1, multiple=self.multiple, halo=0, channels=max(self.widths),
+                       plan=self._plan)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return run_plan(self.plan(), x)
+        return run_plan(self._plan, x)
 
 
 _RUNNING_STATS = re.compile(r"in\d+\.running_(mean|var)$|\.num_batches_tracked$")
+_RES = re.compile(r"res\d+\.")
+_WHAT = "a pytorch/examples style network"
 
 
 def build_johnson(*, widths: tuple[int, int, int] = (32, 64, 128), res_blocks: int = 5) -> TransformerNet:
@@ -80,15 +82,12 @@ def build_johnson(*, widths: tuple[int, int, int] = (32, 64, 128), res_blocks: i
 
 
 def johnson_params(state: Mapping[str, torch.Tensor]) -> dict:
-    """Read the hyperparameters back from tensor shapes (no config needed)."""
-    try:
-        a = int(state["conv1.conv2d.weight"].shape[0])
-        b = int(state["conv2.conv2d.weight"].shape[0])
-        c = int(state["conv3.conv2d.weight"].shape[0])
-    except KeyError as exc:
-        raise ModelFileError(f"not a pytorch/examples style network: missing {exc.args[0]}") from None
-    blocks = len({k.split(".")[0] for k in state if re.match(r"res\d+\.", k)})
-    return {"widths": [a, b, c], "res_blocks": blocks}
+    """Read the hyperparameters back from tensor shapes (no config needed), within bounds."""
+    what = _WHAT
+    widths = [bounded(dims(state, f"conv{i}.conv2d.weight", 4, what)[0], 1, MAX_CHANNELS, f"{what}: width {i}")
+              for i in (1, 2, 3)]
+    blocks = len({k.split(".")[0] for k in state if _RES.match(k)})
+    return {"widths": widths, "res_blocks": bounded(blocks, 0, MAX_BLOCKS, f"{what}: the number of residual blocks")}
 
 
 def clean_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -96,8 +95,16 @@ def clean_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if not _RUNNING_STATS.search(k)}
 
 
+ARCH = register(Arch(
+    name="johnson", kind="style", what=_WHAT, format="pytorch_examples",
+    # Engstrom's nets share the conv names but upsample with transposed convs (`deconv1.conv`)
+    detect=lambda keys: "conv1.conv2d.weight" in keys and "deconv1.conv.weight" not in keys,
+    read_hparams=johnson_params, clean=clean_state,
+    build=lambda widths, res_blocks: build_johnson(widths=tuple(widths), res_blocks=res_blocks),
+))
+
+
 def johnson_from_state(state: Mapping[str, torch.Tensor]) -> TransformerNet:
-    state = clean_state(state)
-    p = johnson_params(state)
-    net = build_johnson(widths=tuple(p["widths"]), res_blocks=p["res_blocks"])  # type: ignore[arg-type]
-    return load_weights(net, state, "style network")
+    net = ARCH.load(state)
+    assert isinstance(net, TransformerNet)
+    return net

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from impasto.errors import ModelFileError
-from impasto.nets.blocks import load_weights
+from impasto.nets.limits import MAX_BLOCKS, MAX_CHANNELS, MAX_UPSAMPLE_STAGES, bounded, dims
+from impasto.nets.registry import Arch, register
+from impasto.nets.spec import NetSpec, Network
 
 
 class _Res(nn.Module):
@@ -40,7 +41,7 @@ class _Up(nn.Module):
         return F.relu(self.bn(self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))))
 
 
-class SRNet(nn.Module):
+class SRNet(Network):
     arch = "johnson_sr"
 
     def __init__(self, scale: int = 4, channels: int = 64, blocks: int = 4, bicubic_skip: bool = False):
@@ -56,6 +57,10 @@ class SRNet(nn.Module):
         # receptive-field radius in LR pixels, rounded up: what a tile's halo must cover
         self.halo = 4 + 2 * blocks + 2 + math.ceil(4 / scale) + 2
 
+    @property
+    def spec(self) -> NetSpec:
+        return NetSpec(kind="sr", scale=self.scale, multiple=1, halo=self.halo, channels=self.channels)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, h, w) 0-255 -> (B, 3, h*s, w*s)
         y = F.relu(self.head_bn(self.head(x / 127.5 - 1.0)))
         y = self.tail(self.up(self.body(y)))
@@ -70,12 +75,29 @@ def build_johnson_sr(*, scale: int = 4, channels: int = 64, blocks: int = 4, bic
     return SRNet(scale=scale, channels=channels, blocks=blocks, bicubic_skip=bicubic_skip)
 
 
+_WHAT = "an Impasto super-resolution network"
+
+
+def _indices(state: Mapping[str, torch.Tensor], prefix: str) -> int:
+    """How many distinct `prefix.N.` groups the keys hold (residual blocks, upsampling stages)."""
+    return len({k.split(".")[1] for k in state if k.startswith(prefix + ".") and k.count(".") >= 2})
+
+
+def johnson_sr_params(state: Mapping[str, torch.Tensor]) -> dict:
+    """Width, depth and scale from the shapes and keys; `bicubic_skip` only the descriptor can tell."""
+    channels = bounded(dims(state, "head.weight", 4, _WHAT)[0], 1, MAX_CHANNELS, f"{_WHAT}: the width")
+    blocks = bounded(_indices(state, "body"), 0, MAX_BLOCKS, f"{_WHAT}: the number of residual blocks")
+    ups = bounded(_indices(state, "up"), 1, MAX_UPSAMPLE_STAGES, f"{_WHAT}: the number of x2 upsampling stages (up.N)")
+    return {"scale": 2**ups, "channels": channels, "blocks": blocks, "bicubic_skip": False}
+
+
+ARCH = register(Arch(
+    name="johnson_sr", kind="sr", what=_WHAT, detect=lambda keys: "head.weight" in keys,
+    read_hparams=johnson_sr_params, build=build_johnson_sr, options={"bicubic_skip": bool},
+))
+
+
 def johnson_sr_from_state(state: Mapping[str, torch.Tensor], *, bicubic_skip: bool = False) -> SRNet:
-    try:
-        channels = int(state["head.weight"].shape[0])
-    except KeyError:
-        raise ModelFileError("not an Impasto super-resolution network: missing head.weight") from None
-    blocks = len({k.split(".")[1] for k in state if k.startswith("body.")})
-    ups = len({k.split(".")[1] for k in state if k.startswith("up.")})
-    net = build_johnson_sr(scale=2**ups, channels=channels, blocks=blocks, bicubic_skip=bicubic_skip)
-    return load_weights(net, state, "super-resolution")
+    net = ARCH.load(state, {"bicubic_skip": bicubic_skip})
+    assert isinstance(net, SRNet)
+    return net

@@ -14,7 +14,9 @@ import torch
 from torch import nn
 
 from impasto.errors import ModelFileError
-from impasto.nets.blocks import load_weights
+from impasto.nets.limits import MAX_BLOCKS, MAX_CHANNELS, MAX_UPSAMPLE_STAGES, bounded, dims
+from impasto.nets.registry import Arch, register
+from impasto.nets.spec import NetSpec, Network
 
 
 class _Res(nn.Module):
@@ -41,11 +43,13 @@ class _Up(nn.Module):
         return self.prelu(self.shuffle(self.conv(x)))
 
 
-class SRGANGenerator(nn.Module):
+class SRGANGenerator(Network):
     arch = "srgan"
 
     def __init__(self, scale: int = 4, channels: int = 64, blocks: int = 5):
         super().__init__()
+        if scale not in (2, 4, 8):
+            raise ValueError(f"scale must be 2, 4 or 8, got {scale}")
         self.scale, self.channels, self.blocks = scale, channels, blocks
         self.block1 = nn.Sequential(nn.Conv2d(3, channels, 9, padding=4), nn.PReLU())
         for i in range(blocks):
@@ -58,6 +62,10 @@ class SRGANGenerator(nn.Module):
         self.add_module(f"block{blocks + 3}", nn.Sequential(*ups))
         self.halo = 4 + 2 * blocks + 1 + 2 + math.ceil(4 / scale) + 1
 
+    @property
+    def spec(self) -> NetSpec:
+        return NetSpec(kind="sr", scale=self.scale, multiple=1, halo=self.halo, channels=self.channels)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x / 255.0
         b1 = self.block1(x)
@@ -68,13 +76,32 @@ class SRGANGenerator(nn.Module):
         return (torch.tanh(y) + 1.0) * 127.5
 
 
-def srgan_from_state(state: Mapping[str, torch.Tensor]) -> SRGANGenerator:
-    try:
-        channels = int(state["block1.0.weight"].shape[0])
-    except KeyError:
-        raise ModelFileError("not an SRGAN generator: missing block1.0.weight") from None
-    numbers = sorted({int(m.group(1)) for k in state if (m := re.match(r"block(\d+)\.", k))})
-    last = numbers[-1]
+_WHAT = "an SRGAN generator"
+_BLOCK = re.compile(r"block(\d{1,6})\.")
+
+
+def srgan_params(state: Mapping[str, torch.Tensor]) -> dict:
+    """Width from the first conv; depth from the highest block number (block1, residual blocks, the tail
+    conv, then the upsampler); scale from the upsampler's conv stages."""
+    channels = bounded(dims(state, "block1.0.weight", 4, _WHAT)[0], 1, MAX_CHANNELS, f"{_WHAT}: the width")
+    numbers = {int(m.group(1)) for k in state if (m := _BLOCK.match(k))}
+    if any(_BLOCK.match(k) is None and k.startswith("block") for k in state):
+        raise ModelFileError(f"{_WHAT}: a block key without a short block number",
+                             hint="the file is damaged or not an SRGAN generator")
+    last = max(numbers)
+    blocks = bounded(last - 3, 1, MAX_BLOCKS, f"{_WHAT}: the number of residual blocks")
     ups = len({k.split(".")[1] for k in state if k.startswith(f"block{last}.") and ".conv." in k})
-    net = SRGANGenerator(scale=2**ups, channels=channels, blocks=last - 3)
-    return load_weights(net, state, "SRGAN")
+    ups = bounded(ups, 1, MAX_UPSAMPLE_STAGES, f"{_WHAT}: the number of x2 upsampling stages")
+    return {"scale": 2**ups, "channels": channels, "blocks": blocks}
+
+
+ARCH = register(Arch(
+    name="srgan", kind="sr", what=_WHAT, detect=lambda keys: "block1.0.weight" in keys,
+    read_hparams=srgan_params, build=SRGANGenerator,
+))
+
+
+def srgan_from_state(state: Mapping[str, torch.Tensor]) -> SRGANGenerator:
+    net = ARCH.load(state)
+    assert isinstance(net, SRGANGenerator)
+    return net
