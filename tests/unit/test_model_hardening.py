@@ -169,3 +169,14 @@ def test_descriptor_that_disagrees_with_the_weights_is_refused(tmp_path: Path) -
     assert build_network(ModelInfo(name="m", kind="sr", arch="johnson_sr", scale=2), state).spec.scale == 2
     save_model(tmp_path / "m.safetensors", state, ModelInfo(name="m", kind="sr", arch="johnson_sr", scale=2))
     assert read_info(tmp_path / "m.safetensors").arch == "johnson_sr"
+
+
+@pytest.mark.parametrize("descriptor", ["3", '"text"', "null", "[1, 2]"])
+def test_a_descriptor_that_is_not_a_json_object_is_a_model_file_error(tmp_path: Path, descriptor: str) -> None:
+    import struct
+
+    header = json.dumps({"__metadata__": {"impasto": descriptor}}).encode()
+    path = tmp_path / "odd.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(ModelFileError, match="malformed metadata"):
+        read_info(path)

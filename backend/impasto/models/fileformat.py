@@ -64,6 +64,8 @@ def read_info(path: Path, *, bundled: bool = False) -> ModelInfo:
                              hint="import foreign weights with `impasto models import PATH`")
     try:
         d = json.loads(meta[_META_KEY])
+        if not isinstance(d, dict):
+            raise TypeError(f"the descriptor is a JSON {type(d).__name__}, not an object")
         d.pop("has_thumbnail", None)
         d.pop("has_style_image", None)
         info = ModelInfo(**d)
