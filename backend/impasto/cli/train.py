@@ -86,12 +86,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ev = sub.add_parser("eval", help="evaluate models")
     esub = ev.add_subparsers(dest="eval_command", metavar="KIND", required=True)
-    es = esub.add_parser("sr", help="PSNR/SSIM on the Y channel over HR/LR pairs or HR photos")
+    es = esub.add_parser("sr", help="PSNR/SSIM on the Y channel and LPIPS over HR/LR pairs or HR photos")
     es.add_argument("folder")
     es.add_argument("--scale", type=int, default=4)
     es.add_argument("--model", default="bicubic", help="bicubic, a store name, a run folder or a model file")
     es.add_argument("--device", default="auto")
     es.add_argument("--json", action="store_true", help="print the results as JSON")
+    es.add_argument("--no-lpips", dest="lpips", action="store_false",
+                    help="skip LPIPS (perceptual distance, SqueezeNet; lower is closer)")
     es.set_defaults(func=_eval_sr)
 
     g = sub.add_parser("gatys", help="optimisation-based style transfer (Gatys et al.), no trained network")
@@ -200,17 +202,23 @@ def _eval_sr(args: argparse.Namespace) -> int:
 
     from impasto.train.evaluate import evaluate, network_upscaler
 
-    up = None if args.model == "bicubic" else network_upscaler(load_sr_model(args.model), pick_device(args.device))
+    device = pick_device(args.device)
+    up = None if args.model == "bicubic" else network_upscaler(load_sr_model(args.model), device)
     with tqdm(total=100, disable=args.json, unit="%", leave=False) as bar:
         res = evaluate(args.folder, args.scale, up, args.model,
-                       progress=lambda s, f: bar.update(round(100 * f) - bar.n))
+                       progress=lambda s, f: bar.update(round(100 * f) - bar.n), lpips=args.lpips, device=device)
     if args.json:
         print(json.dumps(res.to_json(), indent=2))
         return 0
+
+    def lp(v: float | None) -> str:
+        return "" if not args.lpips else "  LPIPS    n/a" if v is None else f"  LPIPS {v:.4f}"
+
     for name, m in res.images.items():
-        print(f"{name:24s} PSNR {m['psnr']:7.3f} dB  SSIM {m['ssim']:.4f}")
-    print(f"{'mean':24s} PSNR {res.psnr:7.3f} dB  SSIM {res.ssim:.4f}   ({args.model}, x{args.scale}, "
-          f"{len(res.images)} images, Y channel, border {args.scale})")
+        print(f"{name:24s} PSNR {m['psnr']:7.3f} dB  SSIM {m['ssim']:.4f}{lp(m.get('lpips'))}")
+    print(f"{'mean':24s} PSNR {res.psnr:7.3f} dB  SSIM {res.ssim:.4f}{lp(res.lpips)}   ({args.model}, "
+          f"x{args.scale}, {len(res.images)} images, Y channel, border {args.scale}"
+          + (", LPIPS-squeeze on RGB, lower is closer)" if args.lpips else ")"))
     return 0
 
 
