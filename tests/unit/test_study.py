@@ -43,6 +43,7 @@ def study(tmp_path: Path) -> Any:
 
 def test_wilson_interval_known_values() -> None:
     assert wilson(0, 0) == (0.0, 1.0)
+    assert all(wilson(n, n)[1] == 1.0 and wilson(0, n)[0] == 0.0 for n in range(1, 200))  # exact ends
     assert wilson(2, 2) == pytest.approx((0.3424, 1.0), abs=1e-4)
     assert wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
     assert wilson(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)
@@ -113,8 +114,8 @@ def _get(url: str, host: str | None = None) -> tuple[int, bytes, str]:
         return e.code, e.read(), ""
 
 
-def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+def _post(url: str, body: dict[str, Any], **headers: str) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json", **headers})
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, json.loads(r.read())
@@ -154,6 +155,9 @@ def test_server_is_blind_loopback_only_and_records(server: StudyServer, study: A
     code, s = _post(url + "api/answer", {"participant": "p1", "trial": trial["index"], "choice": "left", "ms": 5})
     assert code == 200 and s["answered"] == 1 and "left" not in s["trial"]
     assert _post(url + "api/answer", {"participant": "p1", "trial": "x", "choice": "left"})[0] == 400
+    cross_site = {"participant": "p1", "trial": s["trial"]["index"], "choice": "left"}
+    assert _post(url + "api/answer", cross_site, Origin="https://attacker.example")[0] == 403
+    assert _post(url + "api/answer", cross_site, **{"Content-Type": "text/plain"})[0] == 403
     assert _post(url + "api/undo", {"participant": "p1"})[1]["answered"] == 0
     events = [json.loads(v) for v in study.answers_path.read_text().splitlines()]
     assert [e["type"] for e in events] == ["answer", "undo"] and events[0]["chosen"] == left

@@ -28,7 +28,8 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # exact ends at k = 0 and k = n (the float sum lands a hair inside them)
+    return 0.0 if k == 0 else max(0.0, centre - half), 1.0 if k == n else min(1.0, centre + half)
 
 
 def _rate(k: int, n: int) -> dict[str, Any]:
@@ -83,7 +84,8 @@ def format_report(rep: dict[str, Any]) -> str:
 
 
 def plot_report(rep: dict[str, Any], path: str | Path) -> bool:
-    """A bar per method pair: A's preference rate with its interval, and the 0.5 line. False without matplotlib."""
+    """A row per method pair: A's preference rate (dot) with its interval, and the 0.5 line. False without
+    matplotlib."""
     try:
         import matplotlib
 
@@ -95,12 +97,11 @@ def plot_report(rep: dict[str, Any], path: str | Path) -> bool:
     fig, ax = plt.subplots(figsize=(7, 0.55 * max(2, len(pairs)) + 1.2))
     ys = list(range(len(pairs)))[::-1]
     rates = [p["rate"] for p in pairs]
-    err = [[p["rate"] - p["ci95"][0] for p in pairs], [p["ci95"][1] - p["rate"] for p in pairs]]
-    ax.barh(ys, rates, color="#2a7ae2", alpha=0.8)
-    ax.errorbar(rates, ys, xerr=err, fmt="none", ecolor="black", capsize=4)
+    err = [[max(0.0, p["rate"] - p["ci95"][0]) for p in pairs], [max(0.0, p["ci95"][1] - p["rate"]) for p in pairs]]
+    ax.errorbar(rates, ys, xerr=err, fmt="o", color="#2a7ae2", ecolor="black", capsize=4, markersize=7)
     ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
     ax.set_yticks(ys, [f"{p['a']} over {p['b']} (n={p['n']})" for p in pairs])
-    ax.set_xlim(0, 1)
+    ax.set_xlim(-0.03, 1.03)
     ax.set_xlabel("preference rate of the first method, with Wilson 95% interval")
     ax.set_title(f"{rep['study']}: {rep['answers']} answers, {len(rep['participants'])} participant(s)", fontsize=10)
     fig.tight_layout()

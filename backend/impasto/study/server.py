@@ -5,8 +5,8 @@ Routes: ``GET /`` the page (``impasto/data/study/index.html``); ``GET /api/study
 ms}; ``POST /api/undo`` {participant}; ``GET /image?participant=ID&trial=N&side=left|right|reference``. The page
 never learns which method is which (images are addressed by trial and side), so the study stays blind.
 
-Only loopback addresses are served, and requests must name a loopback host (a page elsewhere cannot reach the
-server through DNS rebinding)."""
+Only loopback addresses are served, requests must name a loopback host (a page elsewhere cannot reach the
+server through DNS rebinding), and answers are taken only as JSON from a loopback origin (no cross-site posts)."""
 
 from __future__ import annotations
 
@@ -144,6 +144,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         if not self._host_ok():
             return self._error(HTTPStatus.FORBIDDEN, "loopback host names only")
+        # Only our own page may answer: a JSON content type makes a browser ask first (CORS preflight, which
+        # this server never grants) before another site's page could post here, and a stated Origin must be us.
+        origin = urlsplit(self.headers.get("Origin") or "http://127.0.0.1").hostname or ""
+        if not (self.headers.get("Content-Type") or "").startswith("application/json") or origin not in LOOPBACK:
+            return self._error(HTTPStatus.FORBIDDEN, "JSON from the study page only")
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
             return self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request too large")
