@@ -18,7 +18,7 @@ needs_set5 = pytest.mark.shared_data("sr/eval_x4/Set5")
 
 @needs_set5
 def test_bicubic_reproduces_the_paper_on_set5_x4() -> None:
-    res = evaluate(SET5, 4)
+    res = evaluate(SET5, 4, lpips=False)  # LPIPS is checked in test_lpips.py; here only the paper's figures
     assert len(res.images) == 5
     assert res.psnr == pytest.approx(28.43, abs=0.02)  # Johnson et al. 2016, Table 1
     assert res.ssim == pytest.approx(0.811, abs=0.005)
@@ -27,7 +27,7 @@ def test_bicubic_reproduces_the_paper_on_set5_x4() -> None:
 @pytest.mark.shared_data("sr/eval_x4/Set14")
 def test_bicubic_reproduces_the_paper_on_set14_x4() -> None:
     # Set14 has one single-channel image, measured on grey values like the MATLAB scripts (else 26.09 dB).
-    assert evaluate(DATA / "sr" / "eval_x4" / "Set14", 4).psnr == pytest.approx(25.99, abs=0.02)
+    assert evaluate(DATA / "sr" / "eval_x4" / "Set14", 4, lpips=False).psnr == pytest.approx(25.99, abs=0.02)
 
 
 def test_metrics_on_known_cases() -> None:
@@ -57,6 +57,21 @@ def test_cli_eval_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert main(["eval", "sr", str(tmp_path), "--scale", "4", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["method"] == "bicubic" and out["psnr"] > 30 and set(out["images"]) == {"a"}
+    assert 0 < out["lpips"] == out["images"]["a"]["lpips"] < 0.5  # a smooth ramp: bicubic is close
+
+
+def test_cli_eval_table_has_lpips(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(4)
+    Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(tmp_path / "noise.png")
+    Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "tiny.png")
+    assert main(["eval", "sr", str(tmp_path), "--scale", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    noise, tiny, mean = (next(v for v in lines if v.startswith(k)) for k in ("noise", "tiny", "mean"))
+    assert "LPIPS n/a" in " ".join(tiny.split())  # 12 px after the border: too small for LPIPS
+    assert float(noise.split("LPIPS")[1]) > 0.1 and mean.split("LPIPS")[1].split()[0] == noise.split("LPIPS")[1].strip()
+    assert main(["eval", "sr", str(tmp_path), "--scale", "2", "--no-lpips", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["lpips"] is None and "lpips" not in out["images"]["noise"]
 
 
 def test_cli_eval_sr_model_from_a_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ PKG = Path(__file__).resolve().parents[2] / "backend" / "impasto"
 # Lower number = lower layer. A module may import its own package and any lower layer, nothing else.
 LAYER = {
     "errors": 0, "cancel": 0, "device": 0, "_proto": 0, "": 0,
-    "nets": 1, "models": 2, "train": 3, "engine": 4, "serve": 5, "batch": 5, "cli": 6, "__main__": 7,
+    "nets": 1, "models": 2, "train": 3, "engine": 4, "serve": 5, "batch": 5, "study": 5, "cli": 6, "__main__": 7,
 }
 
 

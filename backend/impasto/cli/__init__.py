@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from impasto import __version__
-from impasto.cli import batch, demo, models, plugin, serve, stylize, train
+from impasto.cli import batch, demo, models, plugin, serve, study, stylize, train
 from impasto.errors import ImpastoError
 
 COMMAND_MODULES = (
@@ -26,7 +26,8 @@ COMMAND_MODULES = (
     demo,  # demo (the main job: every bundled model through a local backend)
     plugin,  # plugin install/build (Krita, GIMP)
     serve,  # serve (the gRPC backend)
-    train,  # train style/sr, eval sr, gatys
+    train,  # train style/sr, eval sr/style, gatys
+    study,  # study build/serve/report (2AFC)
 )
 
 

@@ -1,4 +1,4 @@
-"""`impasto train style|sr`, `impasto eval sr` and `impasto gatys`: the training half of Johnson et al. (2016)
+"""`impasto train style|sr`, `impasto eval sr|style` and `impasto gatys`: the training half of Johnson et al. (2016)
 and the Gatys et al. optimisation, from the command line."""
 
 from __future__ import annotations
@@ -86,13 +86,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ev = sub.add_parser("eval", help="evaluate models")
     esub = ev.add_subparsers(dest="eval_command", metavar="KIND", required=True)
-    es = esub.add_parser("sr", help="PSNR/SSIM on the Y channel over HR/LR pairs or HR photos")
+    es = esub.add_parser("sr", help="PSNR/SSIM on the Y channel and LPIPS over HR/LR pairs or HR photos")
     es.add_argument("folder")
     es.add_argument("--scale", type=int, default=4)
     es.add_argument("--model", default="bicubic", help="bicubic, a store name, a run folder or a model file")
     es.add_argument("--device", default="auto")
     es.add_argument("--json", action="store_true", help="print the results as JSON")
+    es.add_argument("--no-lpips", dest="lpips", action="store_false",
+                    help="skip LPIPS (perceptual distance, SqueezeNet; lower is closer)")
     es.set_defaults(func=_eval_sr)
+
+    ev_st = esub.add_parser("style", help="artifact measures of style models: 4-pixel grid and edge bands")
+    ev_st.add_argument("photos", nargs="*", help="photos to stylize (default: the bundled sample photos)")
+    ev_st.add_argument("--model", action="append", dest="models", metavar="NAME",
+                       help="a style model (repeat for more; default: every bundled style)")
+    ev_st.add_argument("--size", type=int, default=512, help="long side the photos are resized to (default 512)")
+    ev_st.add_argument("--device", default="cpu", help="default cpu (the measures do not need speed)")
+    ev_st.add_argument("--json", action="store_true", help="print the results as JSON")
+    ev_st.set_defaults(func=_eval_style)
 
     g = sub.add_parser("gatys", help="optimisation-based style transfer (Gatys et al.), no trained network")
     g.add_argument("content")
@@ -200,17 +211,67 @@ def _eval_sr(args: argparse.Namespace) -> int:
 
     from impasto.train.evaluate import evaluate, network_upscaler
 
-    up = None if args.model == "bicubic" else network_upscaler(load_sr_model(args.model), pick_device(args.device))
+    device = pick_device(args.device)
+    up = None if args.model == "bicubic" else network_upscaler(load_sr_model(args.model), device)
     with tqdm(total=100, disable=args.json, unit="%", leave=False) as bar:
         res = evaluate(args.folder, args.scale, up, args.model,
-                       progress=lambda s, f: bar.update(round(100 * f) - bar.n))
+                       progress=lambda s, f: bar.update(round(100 * f) - bar.n), lpips=args.lpips, device=device)
     if args.json:
         print(json.dumps(res.to_json(), indent=2))
         return 0
+
+    def lp(v: float | None) -> str:
+        return "" if not args.lpips else "  LPIPS    n/a" if v is None else f"  LPIPS {v:.4f}"
+
     for name, m in res.images.items():
-        print(f"{name:24s} PSNR {m['psnr']:7.3f} dB  SSIM {m['ssim']:.4f}")
-    print(f"{'mean':24s} PSNR {res.psnr:7.3f} dB  SSIM {res.ssim:.4f}   ({args.model}, x{args.scale}, "
-          f"{len(res.images)} images, Y channel, border {args.scale})")
+        print(f"{name:24s} PSNR {m['psnr']:7.3f} dB  SSIM {m['ssim']:.4f}{lp(m.get('lpips'))}")
+    print(f"{'mean':24s} PSNR {res.psnr:7.3f} dB  SSIM {res.ssim:.4f}{lp(res.lpips)}   ({args.model}, "
+          f"x{args.scale}, {len(res.images)} images, Y channel, border {args.scale}"
+          + (", LPIPS-squeeze on RGB, lower is closer)" if args.lpips else ")"))
+    return 0
+
+
+def _eval_style(args: argparse.Namespace) -> int:
+    from importlib import resources
+
+    import numpy as np
+    from PIL import Image
+
+    from impasto.engine.engine import Engine, EngineConfig
+    from impasto.engine.pixels import PixelBuffer
+    from impasto.train.artifacts import artifact_measures, format_table, summarize
+
+    if not 64 <= args.size <= 4096:
+        raise InvalidArgument(f"--size must be between 64 and 4096, got {args.size}")
+    paths = [Path(p) for p in args.photos] or sorted(
+        p for p in Path(str(resources.files("impasto") / "data" / "samples")).iterdir() if p.suffix == ".png")
+    photos = {}
+    for p in paths:
+        if not p.is_file():
+            raise InvalidArgument(f"{p}: no such photo")
+        try:
+            with Image.open(p) as f:
+                im = f.convert("RGB")
+        except OSError as exc:
+            raise InvalidArgument(f"{p}: not an image Pillow can read ({exc})") from None
+        k = args.size / max(im.size)
+        photos[p.stem] = np.asarray(im.resize((round(im.width * k), round(im.height * k)), Image.Resampling.LANCZOS))
+    engine = Engine(EngineConfig(device=args.device))
+    models = args.models or [m.name for m in engine.models("style") if m.bundled]
+    result: dict[str, Any] = {"size": args.size, "device": engine.device_name, "photos": list(photos), "styles": {}}
+    for name in models:
+        rows = {}
+        for stem, rgb in photos.items():
+            out = engine.stylize(PixelBuffer.from_array(rgb), name).array
+            rows[stem] = {"output": artifact_measures(out), "photo": artifact_measures(rgb)}
+        result["styles"][name] = {"photos": rows, "mean": summarize(rows)}
+        if not args.json:
+            print(format_table(f"{name}: stylized (photo), grey levels; long side {args.size}", rows) + "\n")
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print("grid: spread of the detail layer's mean over the 4x4 pixel positions; top/bottom/left/right: "
+              "outer 3 rows minus rows 8-15 in")
     return 0
 
 

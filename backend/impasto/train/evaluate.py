@@ -1,5 +1,6 @@
 """Super-resolution evaluation as in the SR literature and Johnson et al. (2016) Table 1: PSNR and SSIM on the
-luma (Y, ITU-R BT.601, 16-235) channel, ignoring `scale` pixels at each border.
+luma (Y, ITU-R BT.601, 16-235) channel, ignoring `scale` pixels at each border; beside them LPIPS (Zhang et al.
+2018, v0.1, SqueezeNet trunk: :mod:`impasto.train.lpips`) on the RGB images with the same border removed.
 
 Folders hold either pairs (``*_HR.png`` with ``*_LR.png``, the LR made with MATLAB's bicubic imresize, as in
 the usual Set5/Set14 x4 files) or HR images only, whose LR is made here: HR cropped to a multiple of the scale,
@@ -125,25 +126,45 @@ class EvalResult:
     folder: str
     scale: int
     method: str
-    images: dict[str, dict[str, float]] = field(default_factory=dict)
+    images: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+    def _mean(self, key: str) -> float | None:
+        values = [float(x) for v in self.images.values() if (x := v.get(key)) is not None]
+        return float(np.mean(values)) if values else None
+
+    def _mean_or_nan(self, key: str) -> float:
+        m = self._mean(key)
+        return float("nan") if m is None else m
 
     @property
     def psnr(self) -> float:
-        return float(np.mean([v["psnr"] for v in self.images.values()]))
+        return self._mean_or_nan("psnr")
 
     @property
     def ssim(self) -> float:
-        return float(np.mean([v["ssim"] for v in self.images.values()]))
+        return self._mean_or_nan("ssim")
+
+    @property
+    def lpips(self) -> float | None:
+        """Mean LPIPS over the images that have it (None: not measured, or every image too small)."""
+        return self._mean("lpips")
 
     def to_json(self) -> dict:
         return {"folder": self.folder, "scale": self.scale, "method": self.method, "psnr": self.psnr,
-                "ssim": self.ssim, "images": self.images}
+                "ssim": self.ssim, "lpips": self.lpips, "images": self.images}
 
 
 def evaluate(folder: str | Path, scale: int, upscale: Upscaler | None = None, method: str = "bicubic",
-             progress: Callable[[str, float], None] | None = None) -> EvalResult:
-    """PSNR/SSIM (Y channel, border `scale` cropped) of `upscale` (default bicubic) over a folder."""
+             progress: Callable[[str, float], None] | None = None, lpips: bool = True,
+             device: str | torch.device = "cpu") -> EvalResult:
+    """PSNR/SSIM (Y channel, border `scale` cropped) and LPIPS (RGB, same crop; unless `lpips` is False) of
+    `upscale` (default bicubic) over a folder."""
     upscale = upscale or bicubic
+    metric = None
+    if lpips:
+        from impasto.train.lpips import LPIPSMetric
+
+        metric = LPIPSMetric(device)
     pairs = find_pairs(folder, scale)
     res = EvalResult(str(folder), scale, method)
     for i, (name, hr, lr, gray) in enumerate(pairs):
@@ -155,6 +176,8 @@ def evaluate(folder: str | Path, scale: int, upscale: Upscaler | None = None, me
             # 16-235 luma: Set14's one greyscale file is why its bicubic baseline reads 25.99 and not 26.09.
             y_hr, y_sr = (y_hr - 16.0) * (255.0 / 219.0), (y_sr - 16.0) * (255.0 / 219.0)
         res.images[name] = {"psnr": psnr(y_hr, y_sr), "ssim": ssim(y_hr, y_sr)}
+        if metric is not None:
+            res.images[name]["lpips"] = metric(hr[b:-b, b:-b], sr[b:-b, b:-b])
         if progress is not None:
             progress("eval", (i + 1) / len(pairs))
     return res
