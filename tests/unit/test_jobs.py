@@ -115,3 +115,22 @@ def test_after_job_hook_hears_whether_the_job_failed() -> None:
     events(q.submit(cancelled_mid_job, CancelToken()))
     q.shutdown(grace=1)
     assert seen == [False, True]
+
+
+def test_jobs_cancelled_while_waiting_free_their_slots_at_once() -> None:
+    # While one job runs for a long time, clients that gave up waiting must not keep new ones out.
+    q = JobQueue(max_queue=3)
+    release = threading.Event()
+    q.submit(blocking(release), CancelToken())
+    tokens = [CancelToken(), CancelToken()]
+    waiting = [q.submit(lambda p, c: "never", token) for token in tokens]
+    with pytest.raises(ResourceExhausted):
+        q.submit(lambda p, c: "refused", CancelToken())
+    for token in tokens:
+        token.cancel()
+    assert len(q) == 1  # the running job only
+    later = [q.submit(lambda p, c, i=i: i, CancelToken()) for i in range(2)]  # type: ignore[misc]
+    assert all(isinstance(events(j)[-1].error, Cancelled) for j in waiting)
+    release.set()
+    assert [events(j)[-1].result for j in later] == [0, 1]
+    q.shutdown(grace=1)

@@ -84,9 +84,17 @@ class JobQueue:
         self._worker.start()
 
     def __len__(self) -> int:
-        """Jobs waiting or running."""
+        """Jobs waiting or running (a job cancelled while waiting no longer counts)."""
         with self._cond:
+            self._drop_cancelled()
             return len(self._waiting) + (self._running is not None)
+
+    def _drop_cancelled(self) -> None:
+        # Called with the lock held. A job whose client went away while it waited gives its slot back at
+        # once: the worker may be busy for minutes with a running job and cannot be the one to notice.
+        for job in [j for j in self._waiting if j.cancel.cancelled]:
+            self._waiting.remove(job)
+            job.events.put(Event("error", error=Cancelled("the job was cancelled while queued")))
 
     def check_open(self) -> None:
         """Raise Unavailable once shutdown has begun (lets a handler refuse before the pixels arrive)."""
@@ -98,6 +106,7 @@ class JobQueue:
         job = Job(work, cancel, name)
         with self._cond:
             self.check_open()
+            self._drop_cancelled()
             ahead = len(self._waiting) + (self._running is not None)
             if ahead >= self.max_queue:
                 raise ResourceExhausted(
@@ -113,9 +122,7 @@ class JobQueue:
         with self._cond:
             while True:
                 # Jobs whose client went away while waiting are dropped without running.
-                for job in [j for j in self._waiting if j.cancel.cancelled]:
-                    self._waiting.remove(job)
-                    job.events.put(Event("error", error=Cancelled("the job was cancelled while queued")))
+                self._drop_cancelled()
                 if self._waiting:
                     job = self._waiting.pop(0)
                     self._running = job
