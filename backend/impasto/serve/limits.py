@@ -17,10 +17,12 @@ import logging
 import threading
 import time
 from types import TracebackType
-
-import grpc
+from typing import TYPE_CHECKING
 
 from impasto.errors import Cancelled, ResourceExhausted
+
+if TYPE_CHECKING:  # `impasto --help` reads the defaults here without loading grpc
+    import grpc
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ def default_max_streams(max_queue: int) -> int:
 
 
 def _mb(nbytes: int) -> str:
-    return f"{nbytes / 2**20:,.0f} MB"
+    return f"{nbytes / 2**20:,.1f} MB"
 
 
 class StreamGate:
