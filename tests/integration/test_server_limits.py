@@ -14,9 +14,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from impasto import errors
 from impasto._proto import impasto_pb2 as pb
+from impasto.cancel import CancelToken
 from impasto.serve import wire
 from impasto.serve.client import Client
-from impasto_serve_proc import ServeProcess, make_image, wait_for
+from impasto_serve_proc import Background, RefineTimes, ServeProcess, make_image, wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the server's memory from /proc")
 
@@ -83,6 +84,43 @@ def test_memory_returns_after_stalled_and_cancelled_large_uploads() -> None:
                   f"{rss(pid) / MB:.0f} MB after {rounds} rounds of cancels")
         with Client(server.address) as client:
             assert client.info().queue_length == 0
+
+
+def test_memory_returns_after_queued_large_jobs_are_cancelled() -> None:
+    with ServeProcess() as server, grpc.insecure_channel(server.address) as channel, Client(server.address) as client:
+        pid = server.proc.pid
+        image = make_image(64, 64, "uint8")
+        np.testing.assert_array_equal(client.echo(image), image)
+        times, token = RefineTimes(), CancelToken()
+        blocker = Background(lambda: client.stylize(make_image(24, 32, "uint8"), "udnie", refine=1000,
+                                                    progress=times, cancel=token))
+        try:
+            assert times.refining.wait(120)
+            time.sleep(1.0)
+            base = rss(pid)
+            header = pb.RequestHeader(image=pb.ImageHeader(pixel_format="RGBA_U8", width=4096, height=4096),
+                                      upscale=pb.UpscaleOptions(scale=2, model="bicubic"))
+            chunks = [wire.request_chunk(0, ZEROS)] * 64  # all of a 64 MiB image: these jobs get queued
+            calls = [channel.stream_stream("/impasto.v1.Impasto/Upscale")(
+                iter([pb.ImageRequest(header=header).SerializeToString(), *chunks]), timeout=120) for _ in range(4)]
+            for call in calls:
+                first = pb.ImageResponse.FromString(next(call))
+                assert first.progress.stage == "queued"
+            peak = rss(pid)
+            assert peak > base + 4 * 48 * MB
+            for call in calls:
+                call.cancel()
+            # Their handlers end now, not when the running job finishes (minutes away), and free the images.
+            # (Nothing else may call the server meanwhile: GetServerInfo would drop the cancelled jobs itself.)
+            try:
+                wait_for(lambda: rss(pid) < base + 100 * MB, 20)
+            finally:
+                print(f"server RSS: {base / MB:.0f} MB before, {peak / MB:.0f} MB with 4 queued 64 MiB jobs, "
+                      f"{rss(pid) / MB:.0f} MB after their cancel")
+            assert client.info().queue_length == 1
+        finally:
+            token.cancel()
+            blocker.join()
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,7 @@ class Job:
         self.name = name
         self.events: queue.Queue[Event] = queue.Queue()
         self._last: tuple[str, float] = ("", -1.0)
+        self.queue: JobQueue | None = None  # set by JobQueue.submit
 
     def progress(self, stage: str, fraction: float) -> None:
         # The engine may report every tile or iteration; forward changes of at least 1% (or a new stage)
@@ -60,6 +61,10 @@ class Job:
             try:
                 event = self.events.get(timeout=poll)
             except queue.Empty:
+                if self.cancel.cancelled and self.queue is not None:
+                    # Cancelled while waiting: leave the queue now rather than when the worker is next free
+                    # (minutes, behind a long job), so the handler ends and the job's images are freed.
+                    self.queue.withdraw(self)
                 continue
             yield event
             if event.kind in ("done", "error"):
@@ -104,6 +109,7 @@ class JobQueue:
     def submit(self, work: Work, cancel: CancelToken, name: str = "job") -> Job:
         """Queue a job; raises ResourceExhausted when the queue is full, Unavailable when shutting down."""
         job = Job(work, cancel, name)
+        job.queue = self
         with self._cond:
             self.check_open()
             self._drop_cancelled()
@@ -117,6 +123,13 @@ class JobQueue:
             job.events.put(Event("queued", stage="queued", position=ahead))
             self._cond.notify_all()
         return job
+
+    def withdraw(self, job: Job) -> None:
+        """Drop `job` if it is still waiting and was cancelled (a running job stops at its next check)."""
+        with self._cond:
+            if job in self._waiting and job.cancel.cancelled:
+                self._drop_cancelled()
+                self._cond.notify_all()
 
     def _next(self) -> Job | None:
         with self._cond:

@@ -12,7 +12,6 @@ lists every limit and the option that changes it.
 from __future__ import annotations
 
 import ctypes
-import gc
 import logging
 import threading
 import time
@@ -120,9 +119,10 @@ class _Trimmer:
     """Hands memory freed by big uploads back to the OS, a moment after the call has ended.
 
     The 1 MiB messages gRPC hands us are ordinary heap blocks; after a burst of uploads glibc keeps the freed
-    heap (in one arena per handler thread) and the process stays gigabytes larger than it needs to be. The
-    call's frames (and a traceback's reference cycles) are gone only after the handler returns, hence the
-    short delay, the collection, and then malloc_trim (glibc only; elsewhere only the collection runs)."""
+    heap (in one arena per handler thread) and the process stays hundreds of megabytes larger than it needs to
+    be. The call's frames are gone only after its handler returns, hence the short delay before malloc_trim
+    (glibc only; elsewhere this does nothing). server._abort drops tracebacks so that no reference cycle keeps
+    the images alive until a garbage collection."""
 
     DELAY = 0.3
 
@@ -143,7 +143,6 @@ class _Trimmer:
             self._wake.wait()
             time.sleep(self.DELAY)  # several streams ending together cost one trim
             self._wake.clear()
-            gc.collect()
             malloc_trim()
 
 

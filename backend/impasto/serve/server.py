@@ -76,17 +76,29 @@ def shorten(text: str, limit: int = MAX_DETAILS) -> str:
 def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> NoReturn:
     """The one place where errors become gRPC statuses."""
     if isinstance(exc, ImpastoError):
-        message = f"{exc.message}; {exc.hint}" if exc.hint else exc.message
-        context.abort(grpc.StatusCode[exc.code], shorten(message))
-    if isinstance(exc, grpc.RpcError) or not context.is_active():
+        code, message = grpc.StatusCode[exc.code], f"{exc.message}; {exc.hint}" if exc.hint else exc.message
+    elif isinstance(exc, grpc.RpcError) or not context.is_active():
         # The request stream raises a bare RpcError when the client cancels, disconnects or runs out of time
         # (or the idle watch closed the call): an ordinary end of a call, not a bug.
         log.info("%s ended early: the client cancelled or went away", method)
-        context.abort(grpc.StatusCode.CANCELLED, "the call was cancelled")
-    log.error("unexpected error in %s", method, exc_info=exc)
-    context.abort(grpc.StatusCode.INTERNAL,
-                  shorten(f"internal error in {method}: {exc!r} (a bug; see the server log)"))
+        code, message = grpc.StatusCode.CANCELLED, "the call was cancelled"
+    else:
+        log.error("unexpected error in %s", method, exc_info=exc)
+        code, message = grpc.StatusCode.INTERNAL, f"internal error in {method}: {exc!r} (a bug; see the server log)"
+    _drop_tracebacks(exc)
+    context.abort(code, shorten(message))
     raise AssertionError("unreachable: context.abort raises")
+
+
+def _drop_tracebacks(exc: BaseException | None) -> None:
+    # A traceback's frames hold the call's images, and it often sits in a reference cycle with them (the error
+    # in a local variable of a frame it lists; grpc's record of a cancelled call's RpcError): without it the
+    # images are freed when the call ends, not at some later garbage collection.
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc.with_traceback(None)
+        exc = exc.__cause__ or exc.__context__
 
 
 def _rpc(fn: Callable[..., Any]) -> Callable[..., Any]:
