@@ -102,6 +102,43 @@ def test_unknown_model_lists_the_available_ones(client: Client) -> None:
         client.upscale(make_image(8, 8, "uint8"), 2, model="esrgan")
 
 
+def test_echoed_input_is_capped(client: Client, stub: pb_grpc.ImpastoStub) -> None:
+    # A 16 KB name once came back whole, past the 8 KiB a client takes in a trailer ("metadata size exceeds").
+    name = "x" * 16384
+    with pytest.raises(errors.NotFound) as info:
+        client.stylize(make_image(8, 8, "uint8"), name)
+    details = str(info.value)
+    assert "unknown style 'xxxx" in details and "cut" in details and len(details.encode()) < 1200
+    assert "udnie" in details  # the end of the message (the available styles) is kept
+    err = raw_stylize(stub, "RGBA_" + "é" * 6000, 2, 2, bytes(16))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and len(err.details().encode()) < 1200
+
+
+def test_bytes_that_are_not_protobuf_are_invalid_argument(server: ServeProcess) -> None:
+    with grpc.insecure_channel(server.address) as channel:
+        for method in ("ListModels", "GetServerInfo"):
+            call = channel.unary_unary(f"/impasto.v1.Impasto/{method}")  # raw bytes in and out
+            with pytest.raises(grpc.RpcError) as info:
+                call(b"\xff\xff\xff", timeout=10)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value
+            assert "not a valid" in info.value.details()
+        stream = channel.stream_stream("/impasto.v1.Impasto/Stylize")
+        for garbage in ([b"\x0a\xff\xff"], [pb.ImageRequest(header=pb.RequestHeader(
+                image=pb.ImageHeader(pixel_format="RGB_U8", width=1, height=1),
+                stylize=pb.StylizeOptions(style="udnie"))).SerializeToString(), b"\x12\x05\x12\x09abc"]):
+            with pytest.raises(grpc.RpcError) as info:
+                list(stream(iter(garbage), timeout=10))
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value
+
+
+@pytest.mark.parametrize("weights", [{"content_weight": float("nan")}, {"style_weight": float("inf")},
+                                     {"style_weight": -1.0}])
+def test_gatys_weights_must_be_finite(client: Client, weights: dict[str, float]) -> None:
+    image = make_image(8, 8, "uint8")
+    with pytest.raises(errors.InvalidArgument, match="finite"):
+        client.gatys(image, image, iterations=1, **weights)
+
+
 def test_client_rejects_what_it_cannot_send(client: Client) -> None:
     with pytest.raises(errors.InvalidArgument, match="dtype"):
         client.stylize(np.zeros((4, 4, 3), np.int32), "udnie")

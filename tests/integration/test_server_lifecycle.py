@@ -25,6 +25,7 @@ from impasto_serve_proc import (
     make_image,
     wait_for,
 )
+from PIL import Image
 
 impasto_client = import_plugin_client()
 
@@ -64,7 +65,30 @@ def test_off_loopback_needs_a_token() -> None:
                           capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=120)
     assert proc.returncode == 1 and "serving on" not in proc.stdout
     assert "needs a token" in proc.stderr and "--token" in proc.stderr
-    with ServeProcess("--token", TOKEN, host="0.0.0.0") as server:
+    # A token over plain TCP off loopback needs an explicit --insecure-token (tests/unit/test_cli.py: refused).
+    with ServeProcess("--token", TOKEN, "--insecure-token", host="0.0.0.0") as server:
+        check_token_required(server.address)
+
+
+def test_token_from_a_file_or_the_environment_stays_out_of_the_process_list(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from impasto.cli import main
+
+    secret = tmp_path / "token"
+    secret.write_text(TOKEN + "\n")
+    src = tmp_path / "a.png"
+    Image.new("RGB", (8, 6), (200, 100, 0)).save(src)
+    upscale = ["upscale", str(src), str(tmp_path / "b.png"), "--scale", "2", "--model", "bicubic", "-q"]
+    with ServeProcess("--token-file", str(secret)) as server:
+        assert TOKEN not in Path(f"/proc/{server.proc.pid}/cmdline").read_text()
+        check_token_required(server.address)
+        assert main([*upscale, "--remote", server.address]) == 1  # no token
+        assert "token" in capsys.readouterr().err
+        assert main([*upscale, "--remote", server.address, "--token-file", str(secret)]) == 0
+        monkeypatch.setenv("IMPASTO_TOKEN", TOKEN)
+        assert main([*upscale, "--remote", server.address]) == 0
+        assert Image.open(tmp_path / "b.png").size == (16, 12)
+    with ServeProcess() as server:  # IMPASTO_TOKEN is still set: the server takes it from the environment
         check_token_required(server.address)
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -216,3 +218,58 @@ def test_a_worker_killed_mid_batch_costs_only_its_images(tmp_path: Path, impasto
     after = stats(out)
     assert sorted(after) == GOOD and all(after[k] == v for k, v in before.items())
     assert done_counts(out / MANIFEST_NAME) == Counter(GOOD)
+
+
+DRIVER = """
+import sys
+from pathlib import Path
+from impasto.batch.job import BatchJob
+from impasto.batch.run import run_batch
+from impasto.engine.engine import EngineConfig
+
+job = BatchJob("upscale", {"scale": 8, "model": "bicubic"}, EngineConfig(device="cpu", bf16=False))
+run_batch(job, Path(sys.argv[1]), Path(sys.argv[2]), workers=2, threads=1)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"  # a zombie is dead, its memory freed
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads worker states from /proc")
+@pytest.mark.parametrize("sig", [pytest.param(signal.SIGKILL, id="SIGKILL"),
+                                 pytest.param(signal.SIGTERM, id="SIGTERM", marks=pytest.mark.slow)])
+def test_workers_die_with_a_killed_driver(tmp_path: Path, sig: signal.Signals) -> None:
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(200):  # far more than the workers finish before they are seen at work
+        Image.fromarray((rng.random((128, 128, 3)) * 255).astype(np.uint8)).save(src / f"{i:03}.png")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "backend"))
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(src), str(out)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        workers: set[int] = set()
+        deadline = time.monotonic() + 180
+        while len(workers) < 2:  # both workers have run their initializer and finished an image
+            assert driver.poll() is None and time.monotonic() < deadline, "the batch ended or never started"
+            time.sleep(0.1)
+            workers = {int(r["worker"].split(":")[1]) for r in read_manifest(out / MANIFEST_NAME)}
+        assert driver.poll() is None
+        driver.send_signal(sig)
+        driver.wait(30)
+        deadline = time.monotonic() + 5
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = [pid for pid in workers if alive(pid)]
+        for pid in left:  # do not leave them behind on failure either
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f"workers {left} outlived their driver"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()

@@ -175,3 +175,95 @@ def test_batch_on_a_full_disk_fails_before_any_work(tmp_path: Path) -> None:
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert err[0].startswith("impasto: error: no space left to write outputs in ") and len(err) == 2
+
+
+def test_output_problems_are_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                     impasto_home: Path) -> None:
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    for p in (a, b):
+        Image.new("RGB", (8, 8), (10, 20, 30)).save(p)
+    before = a.read_bytes()
+
+    def refused(*argv: str) -> str:
+        assert main(["upscale", *argv, "--model", "bicubic", "--scale", "2", "-q"]) == 1
+        return capsys.readouterr().err
+
+    # An unknown output extension: said at once (it used to be found after the work, when writing).
+    assert "unknown output format '.xyz'" in refused(str(a), str(tmp_path / "o.xyz"))
+    assert "(no extension)" in refused(str(a), str(tmp_path / "o"))
+    # Several inputs (or a folder) and a file-like OUT: no folder called out.jpg appears.
+    err = refused(str(a), str(b), str(tmp_path / "out.jpg"))
+    assert "out.jpg looks like a file name, but 2 inputs need an output folder" in err
+    assert not (tmp_path / "out.jpg").exists()
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "in" / "c.png")
+    assert "need an output folder" in refused(str(tmp_path / "in"), str(tmp_path / "x.png"))
+    assert "is a file" in refused(str(a), str(b), str(b))
+    # The same path as input and output: refused unless --overwrite.
+    err = refused(str(a), str(a))
+    assert "is also an input" in err and "--overwrite" in err and a.read_bytes() == before
+    assert "is also an input" in refused(str(tmp_path / "in"), str(tmp_path / "in"))
+    assert main(["upscale", str(a), str(a), "--model", "bicubic", "--scale", "2", "-q", "--overwrite"]) == 0
+    assert Image.open(a).size == (16, 16)
+    assert not list(tmp_path.glob("o*"))
+
+
+def test_batch_out_dir_must_be_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture, impasto_home: Path) -> None:
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "in" / "a.png")
+    common = ["--scale", "2", "--model", "bicubic", "--workers", "1", "-q"]
+    assert main(["batch", "upscale", str(tmp_path / "in"), str(tmp_path / "out.jpg"), *common]) == 1
+    assert "looks like an image file name" in capsys.readouterr().err and not (tmp_path / "out.jpg").exists()
+    (tmp_path / "file").write_text("x")
+    assert main(["batch", "upscale", str(tmp_path / "in"), str(tmp_path / "file"), *common]) == 1
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_token_from_a_file_or_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture) -> None:
+    from impasto.cli import build_parser
+    from impasto.cli.serve import token
+    from impasto.errors import InvalidArgument
+
+    secret = tmp_path / "token"
+    secret.write_text("from-file\n")
+    monkeypatch.setenv("IMPASTO_TOKEN", "from-env")
+    for cmd in (["serve"], ["stylize", "a.png", "b.png", "--style", "wave", "--remote", "host:1"]):
+        capsys.readouterr()
+        assert token(build_parser().parse_args([*cmd, "--token-file", str(secret)])) == "from-file"
+        assert token(build_parser().parse_args(cmd)) == "from-env"
+        assert capsys.readouterr().err == ""
+        assert token(build_parser().parse_args([*cmd, "--token", "typed"])) == "typed"
+        assert "visible to other users" in capsys.readouterr().err  # a warning, not a refusal
+        with pytest.raises(InvalidArgument, match="not both"):
+            token(build_parser().parse_args([*cmd, "--token", "t", "--token-file", str(secret)]))
+    monkeypatch.delenv("IMPASTO_TOKEN")
+    assert token(build_parser().parse_args(["serve"])) is None
+    (tmp_path / "empty").write_text(" \n")
+    with pytest.raises(InvalidArgument, match="empty"):
+        token(build_parser().parse_args(["serve", "--token-file", str(tmp_path / "empty")]))
+    with pytest.raises(InvalidArgument, match="cannot read the token file"):
+        token(build_parser().parse_args(["serve", "--token-file", str(tmp_path / "missing")]))
+
+
+def test_a_token_in_plain_text_off_this_machine_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMPASTO_TOKEN", "s3cret")
+    assert main(["serve", "--address", "0.0.0.0:0", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "plain text" in err and "--tls-cert FILE --tls-key FILE" in err and "--insecure-token" in err
+    src = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(src)
+    assert main(["upscale", str(src), str(tmp_path / "b.png"), "--remote", "192.0.2.1:50051"]) == 1
+    err = capsys.readouterr().err
+    assert "plain text" in err and "--tls-ca FILE" in err and "--insecure-token" in err
+
+
+def test_help_loads_neither_torch_nor_grpc() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys; from impasto.cli import build_parser; build_parser(); " \
+           "print(sorted(m for m in ('torch', 'grpc') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

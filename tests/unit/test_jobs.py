@@ -24,6 +24,15 @@ def events(job: Job) -> list[Event]:
     return list(job.stream(poll=0.01))
 
 
+def events_within(job: Job, timeout: float) -> list[Event]:
+    got: list[list[Event]] = []
+    thread = threading.Thread(target=lambda: got.append(events(job)), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert got, f"the job's event stream did not end within {timeout} s"
+    return got[0]
+
+
 def test_fifo_with_queue_positions() -> None:
     q = JobQueue(max_queue=4)
     release = threading.Event()
@@ -115,3 +124,41 @@ def test_after_job_hook_hears_whether_the_job_failed() -> None:
     events(q.submit(cancelled_mid_job, CancelToken()))
     q.shutdown(grace=1)
     assert seen == [False, True]
+
+
+def test_jobs_cancelled_while_waiting_free_their_slots_at_once() -> None:
+    # While one job runs for a long time, clients that gave up waiting must not keep new ones out.
+    q = JobQueue(max_queue=3)
+    release, started = threading.Event(), threading.Event()
+    work = blocking(release)
+    q.submit(lambda p, c: started.set() or work(p, c), CancelToken())
+    assert started.wait(10)  # the worker is busy from now on: it cannot be the one that drops them
+    tokens = [CancelToken(), CancelToken()]
+    waiting = [q.submit(lambda p, c: "never", token) for token in tokens]
+    with pytest.raises(ResourceExhausted):
+        q.submit(lambda p, c: "refused", CancelToken())
+    for token in tokens:
+        token.cancel()
+    assert len(q) == 1  # the running job only
+    later = [q.submit(lambda p, c, i=i: i, CancelToken()) for i in range(2)]  # type: ignore[misc]
+    assert all(isinstance(events(j)[-1].error, Cancelled) for j in waiting)
+    release.set()
+    assert [events(j)[-1].result for j in later] == [0, 1]
+    q.shutdown(grace=1)
+
+
+def test_a_job_cancelled_while_waiting_ends_its_stream_while_the_running_job_goes_on() -> None:
+    # Its handler (and the images it holds) must not wait for the running job to finish.
+    q = JobQueue(max_queue=3)
+    release, started = threading.Event(), threading.Event()
+    work = blocking(release, "first")
+    running = q.submit(lambda p, c: started.set() or work(p, c), CancelToken())
+    assert started.wait(10)  # the worker is busy from now on
+    token = CancelToken()
+    waiting = q.submit(lambda p, c: "never", token)
+    token.cancel()
+    got = events_within(waiting, 10)  # ends although the running job is still blocked
+    assert isinstance(got[-1].error, Cancelled) and not release.is_set() and len(q) == 1
+    release.set()
+    assert events(running)[-1].result == "first"
+    q.shutdown(grace=1)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from google.protobuf.message import DecodeError
 from impasto._proto import impasto_pb2 as pb
+from impasto.errors import InvalidArgument
 from impasto.serve import wire
 
 
@@ -34,9 +34,26 @@ def test_other_messages_go_through_the_generated_classes() -> None:
     assert wire.serialize(progress) == progress.SerializeToString() and wire.serialize(b"xy") == b"xy"
 
 
-def test_malformed_bytes_are_left_to_protobuf() -> None:
-    with pytest.raises(DecodeError):
-        wire.decode_request(b"\x12\x05\x12\x09abc")  # a chunk whose data runs past the message
+def test_malformed_bytes_are_invalid_argument_never_internal() -> None:
+    # The fast path leaves bytes it cannot read to the generated parser, whose failure is the client's error
+    # (a deserializer that raises would make gRPC answer INTERNAL).
+    for raw in (b"\x12\x05\x12\x09abc", b"\xff\xff\xff", b"not protobuf at all"):
+        with pytest.raises(InvalidArgument, match="not a valid ImageRequest"):
+            wire.decode_request(raw)
+        malformed = wire.request_deserializer(raw)
+        assert isinstance(malformed, wire.Malformed) and isinstance(malformed.error, InvalidArgument)
+    assert isinstance(wire.lenient(pb.ListModelsRequest)(b"\xff"), wire.Malformed)
+    assert wire.lenient(pb.ListModelsRequest)(b"") == pb.ListModelsRequest()
+
+
+def test_non_finite_options_are_refused() -> None:
+    for options in (pb.GatysOptions(content_weight=float("nan")), pb.GatysOptions(style_weight=float("inf")),
+                    pb.StylizeOptions(style="wave", strength=float("-inf"))):
+        header = pb.RequestHeader(image=pb.ImageHeader(pixel_format="RGB_U8", width=1, height=1))
+        getattr(header, options.DESCRIPTOR.name.removesuffix("Options").lower()).CopyFrom(options)
+        with pytest.raises(InvalidArgument, match="must be a finite number"):
+            wire.check_numbers(header)
+    wire.check_numbers(pb.RequestHeader(gatys=pb.GatysOptions(content_weight=1e30, style_weight=0.0)))
 
 
 def test_assembler_counts_past_the_expected_size() -> None:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from impasto.cancel import CancelToken
-from impasto.engine.imageio import SUFFIXES, read_image, write_image
 from impasto.errors import Cancelled, ImpastoError, InvalidArgument
 
 if TYPE_CHECKING:  # the engine pulls in torch; the walk and the manifest do not need it
@@ -76,6 +75,8 @@ class Summary:
 
 def plan(in_dir: Path, out_dir: Path, fmt: str | None = None) -> list[Task]:
     """Every image under `in_dir` (sorted, hidden files and `out_dir` itself left out) with its output path."""
+    from impasto.engine.imageio import SUFFIXES  # here: `impasto batch --help` imports this module, not torch
+
     in_dir, out_dir = in_dir.resolve(), out_dir.resolve()
     if not in_dir.is_dir():
         raise InvalidArgument(f"{in_dir}: not a folder", hint="batch takes an input folder and an output folder")
@@ -153,6 +154,8 @@ def process(engine: Engine, job: BatchJob, task: Task, worker: str, cancel: Canc
     def timing() -> dict[str, float]:
         # CPU seconds of this worker process: on a shared machine wall time is mostly the wait for a core.
         return {"seconds": round(time.perf_counter() - start, 4), "cpu_seconds": round(time.process_time() - cpu, 4)}
+
+    from impasto.engine.imageio import read_image, write_image
 
     dst = Path(task.dst)
     tmp = dst.with_name(f".{dst.stem}{TMP_MARK}{uuid.uuid4().hex[:8]}{dst.suffix}")  # suffix picks the format

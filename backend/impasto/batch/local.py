@@ -3,15 +3,20 @@
 One worker per GPU; without a GPU, one single-threaded worker per core by default, bounded by memory.
 A single worker runs in the calling process. A worker process that dies (the kernel's OOM killer, a
 native crash in a decoder) costs the images it had in hand, which are recorded as failed and retried by the
-next run, and the pool is started again for the rest: it never stops the batch."""
+next run, and the pool is started again for the rest: it never stops the batch. Workers end with the driver,
+however it ends (`die_with`), so a killed batch leaves no orphans holding memory."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -26,6 +31,8 @@ from impasto.errors import Cancelled
 log = logging.getLogger(__name__)
 
 WORKER_MEMORY = 1 << 30  # rough working set of one CPU worker: torch, the model, one image, tiles (bytes)
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_POLL = 0.5  # seconds between the watchdog's looks at the parent process
 LOST = "the worker process died while this image was in hand (out of memory? a crash in a decoder?); rerun to retry"
 
 
@@ -82,7 +89,32 @@ def run_local(job: BatchJob, tasks: list[Task], workers: int | None, cancel: Can
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(job: BatchJob, devices: mp.Queue, threads: int, slots: int) -> None:
+def die_with(driver: int) -> None:
+    """End this process when the process `driver` ends, however it ends (SIGKILL included): a worker left
+    behind would hold a model and an image (a gigabyte or more) with nobody to take its results.
+
+    Linux: the kernel sends SIGKILL when the parent dies (prctl PR_SET_PDEATHSIG). Everywhere, as well: a
+    thread that notices the parent is gone (the process is re-parented) and exits. If the driver died before
+    this ran, the worker exits now."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watchdog below still ends it
+    if os.getppid() != driver:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == driver:
+            time.sleep(PARENT_POLL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="impasto-driver-watch", daemon=True).start()
+
+
+def _init_worker(job: BatchJob, devices: mp.Queue, threads: int, slots: int, driver: int) -> None:
+    die_with(driver)
     # Ctrl-C goes to the whole process group: the driver decides, workers finish the image they are on.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     device = devices.get()
@@ -104,7 +136,7 @@ def _pool(job: BatchJob, todo: deque[Task], slots: list[str], threads: int, canc
         for d in slots:
             devices.put(d)
         pool = ProcessPoolExecutor(len(slots), mp_context=ctx, initializer=_init_worker,
-                                   initargs=(job, devices, threads, len(slots)))
+                                   initargs=(job, devices, threads, len(slots), os.getpid()))
         running: dict[Future[Record], Task] = {}
         broken = False
         try:

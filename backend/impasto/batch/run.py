@@ -38,6 +38,7 @@ def run_batch(job: BatchJob, in_dir: Path, out_dir: Path, *, workers: int | None
               cancel: CancelToken | None = None, on_record: Callable[[Record], None] | None = None) -> Summary:
     """Process every image under `in_dir` into `out_dir`; with `ray`, on a Ray cluster ("auto": a local one)."""
     cancel = cancel or CancelToken()
+    check_out_dir(out_dir)
     out_dir = out_dir.resolve()
     manifest = (manifest or out_dir / MANIFEST_NAME).resolve()
     tasks, clashes = find_collisions(plan(in_dir, out_dir, job.format))
@@ -82,6 +83,17 @@ def run_batch(job: BatchJob, in_dir: Path, out_dir: Path, *, workers: int | None
     summary.seconds = time.perf_counter() - start
     summary.interrupted = summary.done + summary.failed - len(clashes) < len(todo)
     return summary
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """OUT_DIR must be a folder: refuse a file, or a new name that looks like one (`batch in/ out.jpg` would
+    otherwise make a folder called out.jpg)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidArgument(f"{out_dir} is a file, but batch writes into a folder",
+                              hint="give a folder as OUT_DIR (it is created when missing)")
+    if not out_dir.exists() and out_dir.suffix.lower() in SUFFIXES:
+        raise InvalidArgument(f"{out_dir} looks like an image file name, but batch writes into a folder",
+                              hint=f"give a folder as OUT_DIR, e.g. {out_dir.with_suffix('')}")
 
 
 def _execute(job: BatchJob, todo: list[Task], workers: int | None, threads: int | None, ray: str | None,

@@ -14,6 +14,7 @@ from typing import Any
 
 from impasto.cli.stylize import engine_config, engine_options
 from impasto.errors import InvalidArgument
+from impasto.serve.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_UPLOAD_BUDGET, EXTRA_STREAMS
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +26,66 @@ def register(subparsers: Any) -> None:
                     "(use port 0 to let the system pick one). Stops cleanly on Ctrl+C or SIGTERM.",
     )
     p.add_argument("--address", default="127.0.0.1:50051",
-                   help="HOST:PORT to listen on (default 127.0.0.1:50051); non-loopback hosts need --token")
+                   help="HOST:PORT to listen on (default 127.0.0.1:50051); non-loopback hosts need a token and TLS")
     engine_options(p)  # --device, --tile-size, --memory-budget, --max-pixels, --no-bf16, --compile
     p.add_argument("--max-queue", type=int, default=8, metavar="N",
                    help="jobs waiting or running before new ones are refused (default 8)")
-    p.add_argument("--token", default=None, help="require clients to send this token (needed off loopback)")
+    p.add_argument("--max-streams", type=int, default=None, metavar="N",
+                   help="image calls open at once, uploading, queued or running; more are refused "
+                        f"(default --max-queue + {EXTRA_STREAMS})")
+    p.add_argument("--upload-budget", type=float, default=DEFAULT_UPLOAD_BUDGET / 2**30, metavar="GIB",
+                   help="memory the images of open calls may hold together, GiB; a call is admitted from its "
+                        f"header (default {DEFAULT_UPLOAD_BUDGET / 2**30:g})")
+    p.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT, metavar="S",
+                   help="close an image call that sends or reads nothing for S seconds "
+                        f"(default {DEFAULT_IDLE_TIMEOUT:g})")
+    token_options(p, "require clients to send this token (needed off loopback)")
     p.add_argument("--tls-cert", type=Path, default=None, metavar="FILE", help="PEM certificate for TLS")
     p.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="PEM private key for TLS")
     p.add_argument("--grace", type=float, default=5.0, metavar="S",
                    help="seconds running jobs may finish on shutdown before they are cancelled (default 5)")
     p.set_defaults(func=run)
+
+
+def token_options(p: argparse.ArgumentParser, what: str) -> None:
+    """--token, --token-file and --insecure-token (and $IMPASTO_TOKEN), for the server and the clients."""
+    p.add_argument("--token", default=None, help=f"{what}; visible to other local users in the process list, so "
+                                                 "prefer --token-file or the IMPASTO_TOKEN environment variable")
+    p.add_argument("--token-file", type=Path, default=None, metavar="FILE",
+                   help="read the token from FILE (default: $IMPASTO_TOKEN, if set)")
+    p.add_argument("--insecure-token", action="store_true",
+                   help="allow a token over plain TCP to or from another machine (a private network only)")
+
+
+def token(args: argparse.Namespace) -> str | None:
+    """The token the options and the environment give, with a warning for one typed on the command line."""
+    from impasto.serve.access import resolve_token
+
+    if args.token is not None:
+        print("impasto: warning: a --token on the command line is visible to other users of this machine; "
+              "use --token-file FILE or IMPASTO_TOKEN", file=sys.stderr)
+    return resolve_token(args.token, args.token_file)
+
+
+def remote_options(p: argparse.ArgumentParser) -> None:
+    """The options of a `--remote` client (`impasto stylize|upscale --remote ADDRESS`)."""
+    token_options(p, "token for --remote")
+    p.add_argument("--tls-ca", type=Path, default=None, metavar="FILE",
+                   help="for --remote over TLS: PEM certificate(s) to trust")
+
+
+def remote_client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The Client that --remote, the token options and --tls-ca describe."""
+    from impasto.serve.access import check_token_transport
+    from impasto.serve.client import Client
+
+    secret = token(args)
+    check_token_transport(args.remote, secret, args.tls_ca is not None, args.insecure_token, "--tls-ca FILE")
+    try:
+        roots = args.tls_ca.read_bytes() if args.tls_ca is not None else None
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {args.tls_ca}: {exc.strerror or exc}") from None
+    return Client(args.remote, token=secret, root_certificates=roots)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,19 +95,26 @@ def run(args: argparse.Namespace) -> int:
         os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     # Imported here so `impasto --help` does not load torch and grpc.
     from impasto.engine.engine import Engine
-    from impasto.serve.access import is_loopback
+    from impasto.serve.access import check_token_transport, is_loopback
     from impasto.serve.server import ImpastoServer, ServerConfig
 
-    if not is_loopback(args.address) and not args.token:
+    secret = token(args)
+    if not is_loopback(args.address) and not secret:
         raise InvalidArgument(
             f"{args.address} is reachable from other machines, so it needs a token",
-            hint="add --token SECRET (clients send it), or listen on 127.0.0.1",
+            hint="add --token-file FILE or set IMPASTO_TOKEN (clients send the token), or listen on 127.0.0.1",
         )
-    if args.max_queue < 1 or args.max_pixels < 1:
-        raise InvalidArgument("--max-queue and --max-pixels must be at least 1")
+    check_token_transport(args.address, secret, bool(args.tls_cert or args.tls_key), args.insecure_token,
+                          "--tls-cert FILE --tls-key FILE")
+    if args.max_queue < 1 or args.max_pixels < 1 or (args.max_streams is not None and args.max_streams < 1):
+        raise InvalidArgument("--max-queue, --max-streams and --max-pixels must be at least 1")
+    if not (args.upload_budget > 0 and args.idle_timeout > 0):  # also refuses NaN
+        raise InvalidArgument("--upload-budget and --idle-timeout must be positive")
     engine = Engine(engine_config(args))
-    config = ServerConfig(address=args.address, max_queue=args.max_queue, token=args.token,
-                          tls_cert=args.tls_cert, tls_key=args.tls_key, grace=args.grace)
+    config = ServerConfig(address=args.address, max_queue=args.max_queue, token=secret,
+                          tls_cert=args.tls_cert, tls_key=args.tls_key, grace=args.grace,
+                          max_streams=args.max_streams, upload_budget=int(args.upload_budget * 2**30),
+                          idle_timeout=args.idle_timeout)
     server = ImpastoServer(engine, config)
     address = server.start()
     print(f"impasto: serving on {address} (device {engine.device_name})", flush=True)

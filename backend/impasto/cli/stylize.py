@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,11 +18,14 @@ if TYPE_CHECKING:  # the engine pulls in torch: import it only when a command ru
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
+    from impasto.cli.serve import remote_options  # here: cli.serve imports this module
+
     p.add_argument("inputs", nargs="+", metavar="IN", help="image file(s) or a folder")
     p.add_argument("output", metavar="OUT", help="output file, or a folder when IN is several files or a folder")
     engine_options(p)
     p.add_argument("--remote", metavar="ADDRESS", help="use a running `impasto serve` at ADDRESS instead")
-    p.add_argument("--token", help="token for --remote")
+    remote_options(p)  # --token, --token-file, --insecure-token, --tls-ca
+    p.add_argument("--overwrite", action="store_true", help="allow an output to replace its own input file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -62,29 +66,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_upscale)
 
 
-def _pairs(inputs: list[str], output: str) -> list[tuple[Path, Path]]:
+def _pairs(inputs: list[str], output: str, overwrite: bool = False) -> list[tuple[Path, Path]]:
+    """(input, output) for every image, checked before any work starts: outputs in a format we write, a
+    folder as OUT when there are several inputs, and no output that is its own input (unless `overwrite`)."""
     from impasto.engine.imageio import SUFFIXES
 
     paths = [Path(p) for p in inputs]
     out = Path(output)
+    pairs = []
     if len(paths) == 1 and not paths[0].is_dir():
         if not paths[0].exists():
             raise InvalidArgument(f"{paths[0]}: no such file")
-        if out.is_dir():
-            return [(paths[0], out / paths[0].name)]
-        return [(paths[0], out)]
-    pairs = []
-    for p in paths:
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and f.suffix.lower() in SUFFIXES:
-                    pairs.append((f, out / f.relative_to(p)))
-        elif p.exists():
-            pairs.append((p, out / p.name))
-        else:
-            raise InvalidArgument(f"{p}: no such file")
+        pairs.append((paths[0], out / paths[0].name if out.is_dir() else out))
+    else:
+        what = "a folder as input" if len(paths) == 1 else f"{len(paths)} inputs"
+        if out.exists() and not out.is_dir():
+            raise InvalidArgument(f"{out} is a file, but {what} need an output folder",
+                                  hint="give a folder as OUT (it is created when missing)")
+        if not out.exists() and out.suffix.lower() in SUFFIXES:
+            raise InvalidArgument(f"{out} looks like a file name, but {what} need an output folder",
+                                  hint=f"give a folder as OUT (e.g. {out.with_suffix('')}), or one input file")
+        for p in paths:
+            if p.is_dir():
+                for f in sorted(p.rglob("*")):
+                    if f.is_file() and f.suffix.lower() in SUFFIXES:
+                        pairs.append((f, out / f.relative_to(p)))
+            elif p.exists():
+                pairs.append((p, out / p.name))
+            else:
+                raise InvalidArgument(f"{p}: no such file")
     if not pairs:
         raise InvalidArgument("no images found in the input", hint=f"supported: {', '.join(sorted(SUFFIXES))}")
+    for src, dst in pairs:
+        if dst.suffix.lower() not in SUFFIXES:
+            raise InvalidArgument(f"{dst}: unknown output format {dst.suffix or '(no extension)'!r}",
+                                  hint="end OUT with .png, .jpg, .tif, .webp or .bmp, or give an existing folder")
+        if not overwrite and dst.exists() and os.path.samefile(src, dst):
+            raise InvalidArgument(f"{dst} is also an input: writing it would replace the original",
+                                  hint="write to another file or folder, or pass --overwrite to replace it")
     return pairs
 
 
@@ -107,7 +126,7 @@ def _progress_bar(enabled: bool, label: str) -> tuple[Progress, Callable[[], Non
 def _run(args: argparse.Namespace, op: Callable[..., PixelBuffer]) -> int:
     from impasto.engine.imageio import read_image, write_image
 
-    pairs = _pairs(args.inputs, args.output)
+    pairs = _pairs(args.inputs, args.output, args.overwrite)
     failures = 0
     for src, dst in pairs:
         try:
@@ -146,9 +165,9 @@ def _engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def _stylize(args: argparse.Namespace) -> int:
     if args.remote:
-        from impasto.serve.client import Client
+        from impasto.cli.serve import remote_client
 
-        client = Client(args.remote, token=args.token)
+        client = remote_client(args)
 
         def remote(buf: PixelBuffer, progress: Progress) -> PixelBuffer:
             # a PixelBuffer travels in its own format (order, depth, linear) and comes back the same
@@ -170,9 +189,9 @@ def _stylize(args: argparse.Namespace) -> int:
 
 def _upscale(args: argparse.Namespace) -> int:
     if args.remote:
-        from impasto.serve.client import Client
+        from impasto.cli.serve import remote_client
 
-        client = Client(args.remote, token=args.token)
+        client = remote_client(args)
 
         def remote(buf: PixelBuffer, progress: Progress) -> PixelBuffer:
             out: PixelBuffer = client.upscale(buf, args.scale, model=args.model,

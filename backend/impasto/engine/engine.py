@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -252,6 +253,9 @@ class Engine:
             raise InvalidArgument(f"init must be 'content' or 'noise', got {init!r}")
         if max_size < 0 or max_size > 4096:
             raise InvalidArgument(f"max_size must be between 0 (default) and 4096, got {max_size}")
+        for name, weight in (("content_weight", content_weight), ("style_weight", style_weight)):
+            if weight is not None and not (math.isfinite(weight) and weight >= 0):  # NaN gave a black image
+                raise InvalidArgument(f"{name} must be a finite number of at least 0, got {weight}")
         self.check_size(content.width, content.height)
         self.check_size(style.width, style.height, "style image")
         rgb, alpha = to_network(content)

@@ -1,14 +1,19 @@
-"""Who may call the server and where it may listen: the token check, loopback detection, bind errors."""
+"""Who may call the server and where it may listen: the token check, loopback detection, bind errors, and
+where a token comes from (shared by `impasto serve` and the `--remote` clients)."""
 
 from __future__ import annotations
 
 import errno
 import hmac
+import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import grpc
+
+from impasto.errors import InvalidArgument
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -61,3 +66,35 @@ def bind_problem(address: str) -> str:
 def is_loopback(address: str) -> bool:
     host = address.rpartition(":")[0]
     return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+TOKEN_ENV = "IMPASTO_TOKEN"
+
+
+def resolve_token(token: str | None, token_file: Path | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The token from `--token`, else `--token-file`, else $IMPASTO_TOKEN (None: no token). A token on the
+    command line is visible to every local user (ps, /proc), so the file and the variable are preferred."""
+    if token is not None and token_file is not None:
+        raise InvalidArgument("give the token once: --token or --token-file, not both")
+    if token_file is not None:
+        try:
+            text = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidArgument(f"cannot read the token file {token_file}: {getattr(exc, 'strerror', None) or exc}",
+                                  hint="pass a readable file holding only the token") from None
+        if not text:
+            raise InvalidArgument(f"the token file {token_file} is empty", hint="write the token into it")
+        return text
+    if token is not None:
+        return token or None
+    value = (os.environ if environ is None else environ).get(TOKEN_ENV, "").strip()
+    return value or None
+
+
+def check_token_transport(address: str, token: str | None, tls: bool, insecure: bool, tls_options: str) -> None:
+    """Refuse to send (or accept) a token in plain text across a network unless the user said so."""
+    if token and not tls and not insecure and not is_loopback(address):
+        raise InvalidArgument(
+            f"{address} is off this machine and without TLS the token would cross the network in plain text",
+            hint=f"add {tls_options}, or --insecure-token if the network is private (a VPN or an SSH tunnel)",
+        )

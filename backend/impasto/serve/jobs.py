@@ -45,6 +45,7 @@ class Job:
         self.name = name
         self.events: queue.Queue[Event] = queue.Queue()
         self._last: tuple[str, float] = ("", -1.0)
+        self.queue: JobQueue | None = None  # set by JobQueue.submit
 
     def progress(self, stage: str, fraction: float) -> None:
         # The engine may report every tile or iteration; forward changes of at least 1% (or a new stage)
@@ -60,6 +61,10 @@ class Job:
             try:
                 event = self.events.get(timeout=poll)
             except queue.Empty:
+                if self.cancel.cancelled and self.queue is not None:
+                    # Cancelled while waiting: leave the queue now rather than when the worker is next free
+                    # (minutes, behind a long job), so the handler ends and the job's images are freed.
+                    self.queue.withdraw(self)
                 continue
             yield event
             if event.kind in ("done", "error"):
@@ -84,9 +89,17 @@ class JobQueue:
         self._worker.start()
 
     def __len__(self) -> int:
-        """Jobs waiting or running."""
+        """Jobs waiting or running (a job cancelled while waiting no longer counts)."""
         with self._cond:
+            self._drop_cancelled()
             return len(self._waiting) + (self._running is not None)
+
+    def _drop_cancelled(self) -> None:
+        # Called with the lock held. A job whose client went away while it waited gives its slot back at
+        # once: the worker may be busy for minutes with a running job and cannot be the one to notice.
+        for job in [j for j in self._waiting if j.cancel.cancelled]:
+            self._waiting.remove(job)
+            job.events.put(Event("error", error=Cancelled("the job was cancelled while queued")))
 
     def check_open(self) -> None:
         """Raise Unavailable once shutdown has begun (lets a handler refuse before the pixels arrive)."""
@@ -96,8 +109,10 @@ class JobQueue:
     def submit(self, work: Work, cancel: CancelToken, name: str = "job") -> Job:
         """Queue a job; raises ResourceExhausted when the queue is full, Unavailable when shutting down."""
         job = Job(work, cancel, name)
+        job.queue = self
         with self._cond:
             self.check_open()
+            self._drop_cancelled()
             ahead = len(self._waiting) + (self._running is not None)
             if ahead >= self.max_queue:
                 raise ResourceExhausted(
@@ -109,13 +124,18 @@ class JobQueue:
             self._cond.notify_all()
         return job
 
+    def withdraw(self, job: Job) -> None:
+        """Drop `job` if it is still waiting and was cancelled (a running job stops at its next check)."""
+        with self._cond:
+            if job in self._waiting and job.cancel.cancelled:
+                self._drop_cancelled()
+                self._cond.notify_all()
+
     def _next(self) -> Job | None:
         with self._cond:
             while True:
                 # Jobs whose client went away while waiting are dropped without running.
-                for job in [j for j in self._waiting if j.cancel.cancelled]:
-                    self._waiting.remove(job)
-                    job.events.put(Event("error", error=Cancelled("the job was cancelled while queued")))
+                self._drop_cancelled()
                 if self._waiting:
                     job = self._waiting.pop(0)
                     self._running = job

@@ -7,12 +7,13 @@ bug, logged with its traceback and answered INTERNAL, so no input can take the s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +29,22 @@ from impasto._proto import impasto_pb2 as pb
 from impasto._proto import impasto_pb2_grpc as pb_grpc
 from impasto.cancel import CancelToken, Progress
 from impasto.device import device_memory, release_device_memory
-from impasto.engine.pixels import PixelBuffer, PixelFormat
+from impasto.engine.pixels import PixelBuffer
 from impasto.errors import ImpastoError, InvalidArgument, Unavailable
 from impasto.limits import SCALE_DEFAULT, STRENGTH_DEFAULT
 from impasto.serve import wire
 from impasto.serve.access import TokenInterceptor, bind_problem
 from impasto.serve.jobs import JobQueue
+from impasto.serve.limits import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_UPLOAD_BUDGET,
+    RESERVED_THREADS,
+    IdleWatch,
+    StreamGate,
+    Upload,
+    Watched,
+    default_max_streams,
+)
 
 if TYPE_CHECKING:
     from impasto.engine.engine import Engine
@@ -41,21 +52,54 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# What the image RPCs' handlers receive: plain chunks as wire.RawChunk views, everything else parsed.
-Requests = Iterable[pb.ImageRequest | wire.RawChunk]
+# What the image RPCs' handlers receive: plain chunks as wire.RawChunk views, everything else parsed
+# (wire.Malformed for bytes that were not an ImageRequest).
+Requests = wire.Requests
 
 CHUNK_SIZE = 1 << 20  # ~1 MiB messages: streaming beats one huge unary message (and its 4 MiB limit)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Impasto"].full_name
 
 
+MAX_DETAILS = 1000  # bytes of an error message: it travels in a trailer, which clients cap at 8 KiB
+
+
+def shorten(text: str, limit: int = MAX_DETAILS) -> str:
+    """`text` cut in the middle to at most about `limit` UTF-8 bytes: messages echo what clients sent (a
+    name, a format), which can be any length; the start and the end (often a list of choices) are kept."""
+    raw = text.encode()
+    if len(raw) <= limit:
+        return text
+    head = raw[: limit * 2 // 3].decode(errors="ignore")
+    tail = raw[-(limit // 3):].decode(errors="ignore")
+    return f"{head}... ({len(raw) - limit:,} bytes cut) ...{tail}"
+
+
 def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> NoReturn:
     """The one place where errors become gRPC statuses."""
     if isinstance(exc, ImpastoError):
-        message = f"{exc.message}; {exc.hint}" if exc.hint else exc.message
-        context.abort(grpc.StatusCode[exc.code], message)
-    log.error("unexpected error in %s", method, exc_info=exc)
-    context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {exc!r} (a bug; see the server log)")
+        code, message = grpc.StatusCode[exc.code], f"{exc.message}; {exc.hint}" if exc.hint else exc.message
+    elif isinstance(exc, grpc.RpcError) or not context.is_active():
+        # The request stream raises a bare RpcError when the client cancels, disconnects or runs out of time
+        # (or the idle watch closed the call): an ordinary end of a call, not a bug.
+        log.info("%s ended early: the client cancelled or went away", method)
+        code, message = grpc.StatusCode.CANCELLED, "the call was cancelled"
+    else:
+        log.error("unexpected error in %s", method, exc_info=exc)
+        code, message = grpc.StatusCode.INTERNAL, f"internal error in {method}: {exc!r} (a bug; see the server log)"
+    _drop_tracebacks(exc)
+    context.abort(code, shorten(message))
     raise AssertionError("unreachable: context.abort raises")
+
+
+def _drop_tracebacks(exc: BaseException | None) -> None:
+    # A traceback's frames hold the call's images, and it often sits in a reference cycle with them (the error
+    # in a local variable of a frame it lists; grpc's record of a cancelled call's RpcError): without it the
+    # images are freed when the call ends, not at some later garbage collection.
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc.with_traceback(None)
+        exc = exc.__cause__ or exc.__context__
 
 
 def _rpc(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -74,6 +118,8 @@ def _rpc(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
+            if isinstance(request, wire.Malformed):  # bytes that were not the request message
+                raise request.error
             return fn(self, request, context)
         except Exception as exc:
             _abort(context, exc, fn.__name__)
@@ -100,9 +146,12 @@ def _deadline(context: grpc.ServicerContext) -> float | None:
 
 
 class ImpastoServicer(pb_grpc.ImpastoServicer):
-    def __init__(self, engine: Engine, jobs: JobQueue) -> None:
+    def __init__(self, engine: Engine, jobs: JobQueue, gate: StreamGate | None = None,
+                 idle: IdleWatch | None = None) -> None:
         self.engine = engine
         self.jobs = jobs
+        self.gate = gate or StreamGate(default_max_streams(jobs.max_queue), DEFAULT_UPLOAD_BUDGET)
+        self.idle = idle or IdleWatch(DEFAULT_IDLE_TIMEOUT)
 
     @_rpc
     def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext) -> pb.ListModelsResponse:
@@ -121,90 +170,76 @@ class ImpastoServicer(pb_grpc.ImpastoServicer):
 
     @_rpc
     def Stylize(self, requests: Requests, context: grpc.ServicerContext) -> Iterator[Any]:
-        header, images = self._receive(requests, "stylize")
-        o = header.stylize
-        strength = o.strength if o.HasField("strength") else STRENGTH_DEFAULT
-        scale = o.scale if o.HasField("scale") else SCALE_DEFAULT
+        with self._stream(context) as (upload, watched):
+            header, images = self._receive(requests, "stylize", upload, watched)
+            o = header.stylize
+            strength = o.strength if o.HasField("strength") else STRENGTH_DEFAULT
+            scale = o.scale if o.HasField("scale") else SCALE_DEFAULT
 
-        def work(progress: Progress, cancel: CancelToken) -> PixelBuffer:
-            return self.engine.stylize(images[0], o.style, strength=strength, preserve_colors=o.preserve_colors,
-                                       scale=scale, refine=o.refine, progress=progress, cancel=cancel)
+            def work(progress: Progress, cancel: CancelToken) -> PixelBuffer:
+                return self.engine.stylize(images[0], o.style, strength=strength, preserve_colors=o.preserve_colors,
+                                           scale=scale, refine=o.refine, progress=progress, cancel=cancel)
 
-        yield from self._run_job("stylize", work, context)
+            yield from self._run_job("stylize", work, context, watched)
 
     @_rpc
     def Upscale(self, requests: Requests, context: grpc.ServicerContext) -> Iterator[Any]:
-        header, images = self._receive(requests, "upscale")
-        o = header.upscale
+        with self._stream(context) as (upload, watched):
+            header, images = self._receive(requests, "upscale", upload, watched)
+            o = header.upscale
 
-        def work(progress: Progress, cancel: CancelToken) -> PixelBuffer:
-            return self.engine.upscale(images[0], o.scale, model=o.model or None, progress=progress, cancel=cancel)
+            def work(progress: Progress, cancel: CancelToken) -> PixelBuffer:
+                return self.engine.upscale(images[0], o.scale, model=o.model or None, progress=progress,
+                                           cancel=cancel)
 
-        yield from self._run_job("upscale", work, context)
+            yield from self._run_job("upscale", work, context, watched)
 
     @_rpc
     def Gatys(self, requests: Requests, context: grpc.ServicerContext) -> Iterator[Any]:
-        header, images = self._receive(requests, "gatys")
-        o = header.gatys
+        with self._stream(context) as (upload, watched):
+            header, images = self._receive(requests, "gatys", upload, watched)
+            o = header.gatys
 
-        def work(progress: Progress, cancel: CancelToken) -> PixelBuffer:
-            return self.engine.gatys(
-                images[0], images[1], iterations=o.iterations or 150,
-                content_weight=o.content_weight if o.HasField("content_weight") else None,
-                style_weight=o.style_weight if o.HasField("style_weight") else None,
-                init=o.init or "content", max_size=o.max_size, progress=progress, cancel=cancel,
-            )
+            def work(progress: Progress, cancel: CancelToken) -> PixelBuffer:
+                return self.engine.gatys(
+                    images[0], images[1], iterations=o.iterations or 150,
+                    content_weight=o.content_weight if o.HasField("content_weight") else None,
+                    style_weight=o.style_weight if o.HasField("style_weight") else None,
+                    init=o.init or "content", max_size=o.max_size, progress=progress, cancel=cancel,
+                )
 
-        yield from self._run_job("gatys", work, context)
+            yield from self._run_job("gatys", work, context, watched)
 
     @_rpc
     def Echo(self, requests: Requests, context: grpc.ServicerContext) -> Iterator[Any]:
         # No queue and no engine: the same receive/convert/send path as a real job, minus the work.
-        _, images = self._receive(requests, None)
-        yield from self._send(images[0])
+        with self._stream(context) as (upload, watched):
+            _, images = self._receive(requests, None, upload, watched)
+            yield from self._send(images[0], watched)
 
-    def _receive(self, requests: Requests, op: str | None) -> tuple[pb.RequestHeader, list[PixelBuffer]]:
-        """The header, then the image(s) reassembled from chunks and checked before any work is queued."""
-        stream = iter(requests)
-        first = next(stream, None)
-        if not isinstance(first, pb.ImageRequest) or first.WhichOneof("item") != "header":
-            raise InvalidArgument("the request stream must start with a header")
-        header = first.header
-        if op is not None and header.WhichOneof("options") != op:
-            raise InvalidArgument(f"a {op} request needs {op} options in its header")
-        specs = [header.image] + ([header.style_image] if op == "gatys" else [])
-        formats = [PixelFormat.parse(spec.pixel_format) for spec in specs]
-        for spec in specs:
-            self.engine.check_size(spec.width, spec.height)  # before megabytes arrive
-        if op is not None:
-            self.jobs.check_open()
-        assemblers = [wire.Assembler(fmt.buffer_size(spec.width, spec.height))
-                      for fmt, spec in zip(formats, specs, strict=True)]
-        data: memoryview | bytes
-        for msg in stream:
-            if isinstance(msg, wire.RawChunk):
-                part, data = msg.part, msg.data
-            elif msg.WhichOneof("item") == "chunk":
-                part, data = msg.chunk.part, msg.chunk.data
-            else:
-                raise InvalidArgument("only chunks may follow the header")
-            if part >= len(specs):
-                raise InvalidArgument(f"chunk for image part {part}, but this request has {len(specs)} part(s)")
-            assemblers[part].add(data)
-        images = []
-        for spec, fmt, assembler in zip(specs, formats, assemblers, strict=True):
-            if not assembler.complete:
-                size = len(assembler.buffer)
-                raise InvalidArgument(
-                    f"pixel buffer has {assembler.received} bytes but {spec.width}x{spec.height} {fmt.name} "
-                    f"needs {size} ({spec.width} x {spec.height} x {fmt.channels} channels x "
-                    f"{fmt.bytes_per_channel} bytes)"
-                )
-            images.append(PixelBuffer.from_bytes(assembler.buffer, spec.width, spec.height, fmt))
+    @contextlib.contextmanager
+    def _stream(self, context: grpc.ServicerContext) -> Iterator[tuple[Upload, Watched]]:
+        """An image stream's slot, upload reservation and idle watch, all given back when the call ends."""
+        with self.gate.open() as upload, self.idle.watch(context) as watched:
+            context.add_callback(upload.close)  # also when the handler is left suspended by a vanished client
+            yield upload, watched
+
+    def _receive(self, requests: Requests, op: str | None, upload: Upload,
+                 watched: Watched) -> tuple[pb.RequestHeader, list[PixelBuffer]]:
+        """The header, then the image(s), admitted against the upload budget from the header (wire.receive)."""
+
+        def touching() -> Iterator[Any]:
+            for message in requests:
+                watched.touch()
+                yield message
+
+        header, images = wire.receive(touching(), op, check_size=self.engine.check_size, admit=upload.reserve,
+                                      before_pixels=self.jobs.check_open if op is not None else lambda: None)
+        watched.pause()  # the job's time is the server's, not the client's
         return header, images
 
     def _run_job(self, name: str, work: Callable[[Progress, CancelToken], PixelBuffer],
-                 context: grpc.ServicerContext) -> Iterator[pb.ImageResponse | bytes]:
+                 context: grpc.ServicerContext, watched: Watched) -> Iterator[pb.ImageResponse | bytes]:
         cancel = CancelToken(deadline=_deadline(context))
         # Fires when the RPC ends for any reason: a client's cancel or deadline stops the job at its next check.
         context.add_callback(cancel.cancel)
@@ -218,18 +253,21 @@ class ImpastoServicer(pb_grpc.ImpastoServicer):
                 assert event.error is not None
                 raise event.error
             else:
-                yield from self._send(event.result)
+                yield from self._send(event.result, watched)
 
     @staticmethod
-    def _send(image: PixelBuffer) -> Iterator[pb.ImageResponse | bytes]:
+    def _send(image: PixelBuffer, watched: Watched) -> Iterator[pb.ImageResponse | bytes]:
         fmt = image.format
+        watched.touch()  # a client that stops reading the result is closed like one that stops sending
         yield pb.ImageResponse(result=pb.ImageHeader(pixel_format=fmt.name, width=image.width,
                                                      height=image.height))
         # Chunks are serialised straight from a flat byte view of the pixels (see wire.py).
         arr = np.ascontiguousarray(image.array, dtype=fmt.dtype)
         view = arr.reshape(-1).view(np.uint8).data
         for start in range(0, len(view), CHUNK_SIZE):
+            watched.touch()
             yield wire.response_chunk(view[start:start + CHUNK_SIZE])
+        watched.pause()
 
 
 def _handlers(servicer: ImpastoServicer) -> grpc.GenericRpcHandler:
@@ -240,13 +278,13 @@ def _handlers(servicer: ImpastoServicer) -> grpc.GenericRpcHandler:
     }
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, name), request_deserializer=req.FromString, response_serializer=reply.SerializeToString
+            getattr(servicer, name), request_deserializer=wire.lenient(req), response_serializer=reply.SerializeToString
         )
         for name, (req, reply) in unary.items()
     }
     for name in ("Stylize", "Upscale", "Gatys", "Echo"):
         handlers[name] = grpc.stream_stream_rpc_method_handler(
-            getattr(servicer, name), request_deserializer=wire.decode_request, response_serializer=wire.serialize
+            getattr(servicer, name), request_deserializer=wire.request_deserializer, response_serializer=wire.serialize
         )
     missing = set(pb.DESCRIPTOR.services_by_name["Impasto"].methods_by_name) - handlers.keys()
     assert not missing, f"RPCs without a handler: {missing}"
@@ -261,6 +299,9 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     grace: float = 5.0  # seconds running jobs get to finish on shutdown before they are cancelled
+    max_streams: int | None = None  # image streams open at once; None: max_queue + limits.EXTRA_STREAMS
+    upload_budget: int = DEFAULT_UPLOAD_BUDGET  # bytes the images of open streams may hold together
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT  # seconds a stream may send (or read) nothing before it is closed
 
 
 class ImpastoServer:
@@ -271,9 +312,13 @@ class ImpastoServer:
         self.jobs = JobQueue(config.max_queue, name=str(getattr(engine, "device", "device")),
                              after_job=functools.partial(release_device_memory, engine.device))
         self.health = health.HealthServicer()
-        # Threads beyond the queue keep ListModels / GetServerInfo / health answering while the queue is full;
-        # past that many calls at once, gRPC itself answers RESOURCE_EXHAUSTED instead of letting them hang.
-        threads = config.max_queue + 16
+        max_streams = config.max_streams or default_max_streams(config.max_queue)
+        self.gate = StreamGate(max_streams, config.upload_budget)
+        self.idle = IdleWatch(config.idle_timeout)
+        # Image streams may take `max_streams` threads and no more (the gate refuses the next one at once), so
+        # the reserved ones keep ListModels / GetServerInfo / health answering whatever the streams do; past
+        # that many calls at once, gRPC itself answers RESOURCE_EXHAUSTED instead of letting them hang.
+        threads = max_streams + RESERVED_THREADS
         options = [
             ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
             ("grpc.max_receive_message_length", 16 << 20),
@@ -282,7 +327,7 @@ class ImpastoServer:
         interceptors = [TokenInterceptor(config.token)] if config.token else []
         pool = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="impasto-rpc")
         self.server = grpc.server(pool, options=options, interceptors=interceptors, maximum_concurrent_rpcs=threads)
-        self.server.add_generic_rpc_handlers((_handlers(ImpastoServicer(engine, self.jobs)),))
+        self.server.add_generic_rpc_handlers((_handlers(ImpastoServicer(engine, self.jobs, self.gate, self.idle)),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -322,6 +367,7 @@ class ImpastoServer:
         self.jobs.shutdown(grace)
         # The handlers of cancelled jobs still need a moment to send their CANCELLED status.
         self.server.stop(1.0).wait()
+        self.idle.close()
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.server.wait_for_termination(timeout)
