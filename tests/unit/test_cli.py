@@ -77,7 +77,7 @@ def test_icc_profile_is_kept(tmp_path: Path, impasto_home: Path) -> None:
 def test_serve_takes_the_engine_options() -> None:
     # the backend the editors talk to is tuned with the same switches as stylize/upscale/batch
     from impasto.cli import build_parser
-    from impasto.cli.stylize import engine_config
+    from impasto.cli.options import engine_config
 
     args = build_parser().parse_args(["serve", "--address", "127.0.0.1:0", "--compile", "--no-bf16",
                                       "--memory-budget", "1.5", "--tile-size", "256", "--max-pixels", "1000"])
@@ -222,7 +222,7 @@ def test_batch_out_dir_must_be_a_folder(tmp_path: Path, capsys: pytest.CaptureFi
 def test_token_from_a_file_or_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture) -> None:
     from impasto.cli import build_parser
-    from impasto.cli.serve import token
+    from impasto.cli.options import token
     from impasto.errors import InvalidArgument
 
     secret = tmp_path / "token"

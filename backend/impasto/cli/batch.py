@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from impasto.cli.stylize import engine_config, engine_options, stylize_options, upscale_options
+from impasto.cli.options import engine_config, engine_options, stylize_options, upscale_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:

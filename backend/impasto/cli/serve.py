@@ -12,7 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from impasto.cli.stylize import engine_config, engine_options
+from impasto.cli.options import engine_config, engine_options, token, token_options
 from impasto.errors import InvalidArgument
 from impasto.serve.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_UPLOAD_BUDGET, EXTRA_STREAMS
 
@@ -45,47 +45,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--grace", type=float, default=5.0, metavar="S",
                    help="seconds running jobs may finish on shutdown before they are cancelled (default 5)")
     p.set_defaults(func=run)
-
-
-def token_options(p: argparse.ArgumentParser, what: str) -> None:
-    """--token, --token-file and --insecure-token (and $IMPASTO_TOKEN), for the server and the clients."""
-    p.add_argument("--token", default=None, help=f"{what}; visible to other local users in the process list, so "
-                                                 "prefer --token-file or the IMPASTO_TOKEN environment variable")
-    p.add_argument("--token-file", type=Path, default=None, metavar="FILE",
-                   help="read the token from FILE (default: $IMPASTO_TOKEN, if set)")
-    p.add_argument("--insecure-token", action="store_true",
-                   help="allow a token over plain TCP to or from another machine (a private network only)")
-
-
-def token(args: argparse.Namespace) -> str | None:
-    """The token the options and the environment give, with a warning for one typed on the command line."""
-    from impasto.serve.access import resolve_token
-
-    if args.token is not None:
-        print("impasto: warning: a --token on the command line is visible to other users of this machine; "
-              "use --token-file FILE or IMPASTO_TOKEN", file=sys.stderr)
-    return resolve_token(args.token, args.token_file)
-
-
-def remote_options(p: argparse.ArgumentParser) -> None:
-    """The options of a `--remote` client (`impasto stylize|upscale --remote ADDRESS`)."""
-    token_options(p, "token for --remote")
-    p.add_argument("--tls-ca", type=Path, default=None, metavar="FILE",
-                   help="for --remote over TLS: PEM certificate(s) to trust")
-
-
-def remote_client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """The Client that --remote, the token options and --tls-ca describe."""
-    from impasto.serve.access import check_token_transport
-    from impasto.serve.client import Client
-
-    secret = token(args)
-    check_token_transport(args.remote, secret, args.tls_ca is not None, args.insecure_token, "--tls-ca FILE")
-    try:
-        roots = args.tls_ca.read_bytes() if args.tls_ca is not None else None
-    except OSError as exc:
-        raise InvalidArgument(f"cannot read {args.tls_ca}: {exc.strerror or exc}") from None
-    return Client(args.remote, token=secret, root_certificates=roots)
 
 
 def run(args: argparse.Namespace) -> int:

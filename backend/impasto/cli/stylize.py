@@ -10,16 +10,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from impasto.cancel import Progress
+from impasto.cli.options import (
+    engine_config,
+    engine_options,
+    remote_client,
+    remote_options,
+    stylize_options,
+    upscale_options,
+)
 from impasto.errors import InvalidArgument
 
 if TYPE_CHECKING:  # the engine pulls in torch: import it only when a command runs
-    from impasto.engine.engine import EngineConfig
     from impasto.engine.pixels import PixelBuffer
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
-    from impasto.cli.serve import remote_options  # here: cli.serve imports this module
-
     p.add_argument("inputs", nargs="+", metavar="IN", help="image file(s) or a folder")
     p.add_argument("output", metavar="OUT", help="output file, or a folder when IN is several files or a folder")
     engine_options(p)
@@ -27,31 +32,6 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
     remote_options(p)  # --token, --token-file, --insecure-token, --tls-ca
     p.add_argument("--overwrite", action="store_true", help="allow an output to replace its own input file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-
-
-def engine_options(p: argparse.ArgumentParser) -> None:
-    """Options that configure a local Engine; shared with `impasto batch`."""
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    p.add_argument("--tile-size", type=int, default=512, metavar="N", help="tile side when tiling (default 512)")
-    p.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
-                   help="working memory per network call, GiB (default: from free memory)")
-    p.add_argument("--max-pixels", type=int, default=64_000_000, metavar="N",
-                   help="refuse images with more pixels (default 64,000,000)")
-    p.add_argument("--no-bf16", action="store_true", help="run in fp32 even where bf16 is supported")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network (pays off on big batches)")
-
-
-def stylize_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--style", required=True, help="style name (see `impasto models list`)")
-    p.add_argument("--strength", type=float, default=1.0, help="0..1, blend with the original (default 1)")
-    p.add_argument("--preserve-colors", action="store_true", help="keep the original colours")
-    p.add_argument("--scale", type=float, default=1.0, help="processing scale, 0.25..4 (default 1)")
-    p.add_argument("--refine", type=int, default=0, metavar="N", help="Gatys refinement iterations (default 0)")
-
-
-def upscale_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scale", type=int, choices=(2, 4, 8), default=4)
-    p.add_argument("--model", default=None, help="SR model name, or 'bicubic' (default: best for the scale)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -148,15 +128,6 @@ def _run(args: argparse.Namespace, op: Callable[..., PixelBuffer]) -> int:
     return 1 if failures else 0
 
 
-def engine_config(args: argparse.Namespace) -> EngineConfig:
-    """The EngineConfig that `engine_options` describe."""
-    from impasto.engine.engine import EngineConfig
-
-    budget = int(args.memory_budget * 2**30) if args.memory_budget else None
-    return EngineConfig(device=args.device, tile_size=args.tile_size, memory_budget=budget,
-                        bf16=False if args.no_bf16 else None, compile=args.compile, max_pixels=args.max_pixels)
-
-
 def _engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from impasto.engine.engine import Engine
 
@@ -165,8 +136,6 @@ def _engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def _stylize(args: argparse.Namespace) -> int:
     if args.remote:
-        from impasto.cli.serve import remote_client
-
         client = remote_client(args)
 
         def remote(buf: PixelBuffer, progress: Progress) -> PixelBuffer:
@@ -189,8 +158,6 @@ def _stylize(args: argparse.Namespace) -> int:
 
 def _upscale(args: argparse.Namespace) -> int:
     if args.remote:
-        from impasto.cli.serve import remote_client
-
         client = remote_client(args)
 
         def remote(buf: PixelBuffer, progress: Progress) -> PixelBuffer:
