@@ -10,6 +10,7 @@ offline pip could not upgrade it."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from editors import free_port
+from editors import free_port, unavailable
 from impasto import __version__
 from impasto.cli import plugin_install
 from impasto_serve_proc import import_plugin_client
@@ -202,3 +203,33 @@ def test_install_start_and_remove_from_the_docker(wheel_dir: Path, deps_view: Pa
     assert setup.poll()[-1].kind == setup_mod.DONE
     assert not (tmp_path / "data" / "backend").exists() and not setup.installed
     assert install_seconds < 150, f"the offline install took {install_seconds:.0f} s"
+
+
+def _python_with_pyqt5() -> str:
+    for python in ("/usr/bin/python3", shutil.which("python3") or ""):
+        if python and subprocess.run([python, "-c", "import PyQt5.QtWidgets"], capture_output=True,
+                                     timeout=60).returncode == 0:
+            return python
+    unavailable("no Python with PyQt5 (it comes with Krita: apt-get install krita, or .ci/install-krita.sh)")
+
+
+def test_docker_install_and_remove_buttons(tmp_path: Path) -> None:
+    """The panel in the real docker (PyQt5, offscreen): a wrong system Python is a message and an opened log;
+    with an environment in place it offers Update and Remove, and Remove deletes it and forgets its Python."""
+    env = {**_child_env(), "QT_QPA_PLATFORM": "offscreen", "XDG_DATA_HOME": str(tmp_path / "data"),
+           "XDG_RUNTIME_DIR": str(tmp_path)}
+    run = subprocess.run([_python_with_pyqt5(), str(Path(__file__).with_name("backend_panel_driver.py")), str(ROOT),
+                          str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    r = json.loads(run.stdout.strip().splitlines()[-1])
+    assert r["env_dir"] == str(tmp_path / "data" / "impasto" / "backend")
+    assert r["fields_open"] and (r["button"], r["remove_enabled"]) == ("Install backend", False)
+    assert r["busy_button"] == "Cancel"
+    bad = str(tmp_path / "no-python")
+    assert r["failed"] == [f"{bad} is not a Python 3.11 with venv; the backend needs 3.11.", True]
+    assert r["log_shown"] and bad in r["log_text"] and r["after_fail_button"] == "Install backend"
+    assert r["saved_setup_python"] == bad and not r["env_exists"]
+    assert (r["installed_button"], r["installed_remove_enabled"]) == ("Update backend", True)
+    assert r["removed"] == [f"Removed {r['env_dir']}.", False] and not r["env_exists_after_remove"]
+    assert r["interpreter_after_remove"] == ["", ""]
+    assert (r["final_button"], r["final_remove_enabled"]) == ("Install backend", False)

@@ -74,6 +74,7 @@ class BackendSetupPanel(QWidget):
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(2000)
+        self.log.setMaximumHeight(160)  # the gallery below keeps its room
         self.log.setVisible(False)
 
         form = QFormLayout()
@@ -135,6 +136,7 @@ class BackendSetupPanel(QWidget):
                 self.step.setText(event.text)
                 self.progress.setValue(round(event.fraction * 100))
             elif event.kind in (DONE, ERROR):
+                self.log.appendPlainText(event.text)
                 self._finished(event.kind == DONE, event.text)
 
     def _finished(self, ok: bool, text: str) -> None:
