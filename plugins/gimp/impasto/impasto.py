@@ -12,13 +12,21 @@ import sys
 import traceback
 
 # `impasto plugin install gimp` puts the pure-Python client and its dependencies in _vendor beside this
-# file. They go first on sys.path so a distribution's own (possibly compiled, other-version) protobuf
-# cannot shadow them, and protobuf must use its pure-Python backend inside GIMP's Python.
+# file, the dependencies in one folder per Python version. They go first on sys.path so a distribution's
+# own (possibly compiled, other-version) protobuf cannot shadow them, and protobuf must use its
+# pure-Python backend inside GIMP's Python.
 _HERE = os.path.dirname(os.path.realpath(__file__))
-for _path in (_HERE, os.path.join(_HERE, "_vendor")):
+_VENDOR = os.path.join(_HERE, "_vendor")
+for _path in (_HERE, _VENDOR):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 os.environ["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
+try:
+    import impasto_vendor
+
+    impasto_vendor.activate(_VENDOR, "gimp")  # this Python's wheels folder, or a problem for _client()
+except Exception:  # noqa: BLE001 - a hand-copied folder: importing the client below says what is wrong
+    pass
 
 import gi  # noqa: E402
 
@@ -30,7 +38,7 @@ from impasto_common import FACTORS, REFINE, STRENGTH  # noqa: E402
 
 try:
     import impasto_client
-except ImportError as exc:  # copied by hand instead of installed: say how to install it properly
+except Exception as exc:  # noqa: BLE001 - wrong Python or a hand-copied folder: _client() says what to do
     impasto_client = None
     _CLIENT_IMPORT_ERROR = exc
 
@@ -75,8 +83,10 @@ def _formats(image, with_alpha):
 
 def _client():
     if impasto_client is None:
-        raise PluginError(f"the Impasto client is missing from the plug-in folder ({_CLIENT_IMPORT_ERROR}); "
-                          "reinstall the plug-in with `impasto plugin install gimp`")
+        python = ".".join(map(str, sys.version_info[:3]))
+        raise PluginError(f"the Impasto client cannot load in GIMP's Python {python}: {_CLIENT_IMPORT_ERROR}"
+                          + ("" if "impasto plugin install" in str(_CLIENT_IMPORT_ERROR) else
+                             "; reinstall the plug-in with `impasto plugin install gimp`"))
     address, token = logic.backend_address()
     return impasto_client.ImpastoClient(address, token)
 

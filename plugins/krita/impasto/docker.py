@@ -20,6 +20,7 @@ from PyQt5.QtWidgets import (
     QWidget,
 )
 
+from .backend_panel import BackendSetupPanel
 from .controller import Controller
 from .widgets import StylePicker
 
@@ -67,6 +68,9 @@ class DockerPanel(QWidget):
         form.addRow("Token", self.token)
         form.addRow("Python", interp_row)
         form.addRow("", connect)
+        # A private environment with Impasto, made from here: no terminal needed (backend_panel.py).
+        self.setup_panel = BackendSetupPanel(controller, self.interpreter.setText)
+        form.addRow(self.setup_panel)
         self.backend_fields = QWidget()
         self.backend_fields.setLayout(form)
         # Folded away once the backend is set up: the gallery deserves the room.

@@ -27,6 +27,8 @@ class Settings:
     address: str = DEFAULT_ADDRESS
     token: str = ""
     interpreter: str = ""  # the Python with `impasto` installed, for the Start button
+    setup_python: str = ""  # the system Python that makes the backend's environment ("" = look for one)
+    install_source: str = ""  # where "Install backend" gets Impasto: "" = the package index, or a wheel/folder
     style: str = ""
     strength: float = STRENGTH.default
     preserve_colors: bool = False
