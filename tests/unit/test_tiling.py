@@ -77,3 +77,20 @@ def test_tiled_equals_untiled_for_the_papers_sr_net(bicubic_skip: bool) -> None:
     tiled = run_network(net, x, RunConfig(tile=8, force_tiles=True))
     assert whole.shape == tiled.shape == (1, 3, 84, 104)
     assert (whole - tiled).abs().max() <= 1e-2
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (2, 3), (4, 4), (3, 17)])
+def test_tiny_images_run_on_every_family(h: int, w: int) -> None:
+    """An editor's tiny selection: padded to the smallest size a network can run on, then cropped back."""
+    import numpy as np
+    from impasto.engine.engine import Engine, EngineConfig
+    from impasto.engine.pixels import PixelBuffer
+
+    engine = Engine(EngineConfig(device="cpu", bf16=False))
+    buf = PixelBuffer.from_array(np.random.default_rng(0).integers(0, 255, (h, w, 4), dtype=np.uint8))
+    for out, scale in ((engine.stylize(buf, "scream"), 1), (engine.stylize(buf, "starry-night"), 1),
+                       (engine.upscale(buf, 2, model="srgan-x2"), 2),
+                       (engine.upscale(buf, 4, model="johnson-sr-x4-pixel"), 4)):
+        assert (out.height, out.width) == (h * scale, w * scale)
+        if scale == 1:
+            assert np.array_equal(out.array[..., 3], buf.array[..., 3])  # alpha passes through untouched

@@ -235,9 +235,18 @@ def run_windows(
 # ---- entry point ----
 
 
-def _pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:
+# The smallest side a network is run on: below it the 9x9 convs' reflection pads and the instance norms of
+# the downsampled layers have too few pixels (a 4x4 image failed inside torch). Smaller images are padded
+# by replicating their edge and the result is cropped back; an editor's tiny selection still works.
+MIN_SIDE = 16
+
+
+def _pad_to_multiple(x: torch.Tensor, m: int, min_side: int = MIN_SIDE) -> torch.Tensor:
+    """Pad right and bottom to at least `min_side` and a multiple of `m` (reflection where the image is wider
+    than the pad, else replication); the caller crops the result back."""
     h, w = x.shape[-2:]
-    ph, pw = (-h) % m, (-w) % m
+    ph, pw = max((-h) % m, min_side - h), max((-w) % m, min_side - w)
+    ph, pw = ph + (-(h + ph)) % m, pw + (-(w + pw)) % m
     if not (ph or pw):
         return x
     if ph >= h or pw >= w:  # reflection needs a wider image than the pad
