@@ -155,3 +155,19 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < end, "timed out"
         time.sleep(0.01)
+
+
+def test_list_models_fits_a_default_client_limit_however_many_big_thumbnails() -> None:
+    """Thirty user models with the largest thumbnail a model may carry still list in one 4 MiB answer."""
+    from impasto._proto import impasto_pb2 as pb
+    from impasto.models.info import ModelInfo
+    from impasto.serve.server import models_to_pb
+
+    big = b"\x89PNG" + bytes(256 << 10)
+    models = [ModelInfo(name=f"user-{i:02d}", kind="style", arch="johnson", thumbnail_png=big) for i in range(30)]
+    models.insert(7, ModelInfo(name="bundled-one", kind="style", arch="johnson", thumbnail_png=big, bundled=True))
+    answer = pb.ListModelsResponse(models=models_to_pb(models))
+    assert answer.ByteSize() < 4 << 20
+    assert [m.name for m in answer.models] == [m.name for m in models]  # every model, in the store's order
+    assert answer.models[7].thumbnail_png == big  # bundled thumbnails come first
+    assert sum(bool(m.thumbnail_png) for m in answer.models) >= 10

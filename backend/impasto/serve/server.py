@@ -127,13 +127,29 @@ def _rpc(fn: Callable[..., Any]) -> Callable[..., Any]:
     return unary
 
 
-def model_to_pb(m: ModelInfo) -> pb.ModelInfo:
+# ListModels answers in one message: its thumbnails together stay under this, so the answer fits a client's
+# default 4 MiB receive limit however many user models there are (each thumbnail is capped at 256 KiB when a
+# model is read). Past it, models are listed without their thumbnail (bundled models come first).
+LIST_THUMBNAIL_BUDGET = 3 << 20
+
+
+def model_to_pb(m: ModelInfo, thumbnail: bool = True) -> pb.ModelInfo:
     return pb.ModelInfo(
         name=m.name, kind=m.kind, arch=m.arch, scale=m.scale, display_name=m.display_name,
         description=m.description, license=m.license, attribution=m.attribution, source=m.source,
-        sha256=m.sha256, thumbnail_png=m.thumbnail_png or b"", bundled=m.bundled, tiling_exact=m.tiling_exact,
-        training_json=json.dumps(m.training) if m.training else "",
+        sha256=m.sha256, thumbnail_png=(m.thumbnail_png or b"") if thumbnail else b"", bundled=m.bundled,
+        tiling_exact=m.tiling_exact, training_json=json.dumps(m.training) if m.training else "",
     )
+
+
+def models_to_pb(models: list[ModelInfo], budget: int = LIST_THUMBNAIL_BUDGET) -> list[pb.ModelInfo]:
+    """Every model, with thumbnails while they fit `budget` bytes in all (bundled models' first)."""
+    out: dict[str, pb.ModelInfo] = {}
+    for m in sorted(models, key=lambda m: not m.bundled):
+        size = len(m.thumbnail_png or b"")
+        out[m.name] = model_to_pb(m, thumbnail=size <= budget)
+        budget -= size if size <= budget else 0
+    return [out[m.name] for m in models]
 
 
 def _progress(stage: str, fraction: float = 0.0, position: int = 0) -> pb.ImageResponse:
@@ -157,7 +173,7 @@ class ImpastoServicer(pb_grpc.ImpastoServicer):
     def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext) -> pb.ListModelsResponse:
         if request.kind not in ("", "style", "sr"):
             raise InvalidArgument(f"unknown model kind {request.kind!r}; expected '', 'style' or 'sr'")
-        return pb.ListModelsResponse(models=[model_to_pb(m) for m in self.engine.models(request.kind or None)])
+        return pb.ListModelsResponse(models=models_to_pb(self.engine.models(request.kind or None)))
 
     @_rpc
     def GetServerInfo(self, request: pb.GetServerInfoRequest, context: grpc.ServicerContext) -> pb.ServerInfo:
