@@ -344,3 +344,80 @@ def test_remote_client_honours_its_own_max_pixels(tmp_path: Path, capsys: pytest
                "--max-pixels", "1000", "-q"])
     err = capsys.readouterr().err
     assert rc == 1 and "over the limit of 1,000" in err and "--max-pixels" in err
+
+
+def _deflate_tiff16(path: Path, rgb16: np.ndarray, predictor: int = 1, compression: int = 8) -> None:
+    """A little-endian, deflate-compressed (tag 259 = 8), one-strip 16-bit RGB TIFF, as GIMP or Photoshop
+    write them (Pillow cannot write 16-bit colour TIFFs). The strip is stored as given for other codes."""
+    h, w, _ = rgb16.shape
+    raw = rgb16.astype("<u2")
+    if predictor == 2:
+        raw = np.diff(raw, axis=1, prepend=np.zeros((h, 1, 3), "<u2")).astype("<u2")
+    strip = zlib.compress(raw.tobytes()) if compression == 8 else raw.tobytes()
+    bits_at, data_at = 8, 14
+    ifd_at = data_at + len(strip) + (len(strip) & 1)
+    tags = [(256, 3, 1, w), (257, 3, 1, h), (258, 3, 3, bits_at), (259, 3, 1, compression), (262, 3, 1, 2),
+            (273, 4, 1, data_at), (277, 3, 1, 3), (278, 3, 1, h), (279, 4, 1, len(strip)), (284, 3, 1, 1),
+            (317, 3, 1, predictor)]
+    out = bytearray(b"II*\x00" + struct.pack("<I", ifd_at) + struct.pack("<3H", 16, 16, 16) + strip)
+    out += b"\x00" * (ifd_at - len(out))
+    out += struct.pack("<H", len(tags))
+    for tag, typ, count, value in tags:
+        out += struct.pack("<HHI", tag, typ, count) + (struct.pack("<HH", value, 0) if typ == 3 and count == 1
+                                                         else struct.pack("<I", value))
+    out += struct.pack("<I", 0)
+    path.write_bytes(bytes(out))
+
+
+@pytest.mark.parametrize("predictor", [1, 2])
+def test_a_deflate_compressed_16_bit_tiff_keeps_16_bits(tmp_path: Path, predictor: int) -> None:
+    from impasto.engine.imageio import read_image
+
+    rgb16 = np.random.default_rng(0).integers(0, 65535, (12, 10, 3), dtype=np.uint16)
+    path = tmp_path / "deflate16.tif"
+    _deflate_tiff16(path, rgb16, predictor)
+    buf, _ = read_image(path)
+    assert buf.array.dtype == np.uint16 and np.array_equal(buf.array, rgb16)
+
+
+def test_a_deflate_bomb_strip_is_not_inflated_past_the_image(tmp_path: Path) -> None:
+    from impasto.engine.tiff16 import read_tiff16
+
+    path = tmp_path / "bomb.tif"
+    _deflate_tiff16(path, np.zeros((4, 4, 3), np.uint16))
+    data = path.read_bytes()
+    huge = zlib.compress(bytes(200 << 20))  # 200 MB of zeros in a 200 KB strip, for a 4x4 image
+    at = data.index(zlib.compress(np.zeros((4, 4, 3), "<u2").tobytes()))
+    path.write_bytes(data[:at] + huge[: len(data) - at - 200] + data[len(data) - 200:])  # same layout, cut
+    from peak_memory import PeakRSS
+
+    with PeakRSS() as peak:
+        try:
+            read_tiff16(path)  # refused or read, but never inflated to 200 MB: max_length bounds each strip
+        except (ValueError, zlib.error):
+            pass
+    assert peak.below(100), f"peak {peak.mb:.0f} MiB"
+
+
+def test_another_compressed_16_bit_tiff_says_it_is_read_with_8_bits(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Pillow decodes other compressed 16-bit colour TIFFs to 8 bits: the loss is reported, never silent."""
+    from impasto.engine.imageio import read_image
+
+    rgb16 = np.random.default_rng(0).integers(0, 65535, (12, 10, 3), dtype=np.uint16)
+    path = tmp_path / "packbits16.tif"
+    _deflate_tiff16(path, rgb16, compression=1)
+    data = bytearray(path.read_bytes())
+    # mark the (uncompressed) strip as PackBits, which our reader leaves to Pillow; every literal run then
+    # still decodes, just not to these values: what matters is the warning
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for i in range(struct.unpack("<H", data[ifd:ifd + 2])[0]):
+        entry = ifd + 2 + 12 * i
+        if struct.unpack("<H", data[entry:entry + 2])[0] == 259:
+            data[entry + 8:entry + 10] = struct.pack("<H", 32773)
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="impasto.engine.imageio"):
+        try:
+            buf, _ = read_image(path)
+        except Exception:  # noqa: BLE001 - a refusal is fine too; a silent 8-bit read is not
+            return
+    assert buf.array.dtype == np.uint16 or any("8 bits per channel" in r.getMessage() for r in caplog.records)

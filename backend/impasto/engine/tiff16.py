@@ -1,5 +1,6 @@
 """16-bit RGB(A) TIFF, which Pillow cannot hold (it has no 16-bit colour mode): a small baseline
-writer (uncompressed, chunky) and a reader for uncompressed chunky 16-bit files. Other TIFFs go
+writer (uncompressed, chunky) and a reader for chunky 16-bit files, uncompressed or deflate-compressed (with
+or without the horizontal predictor, as GIMP and Photoshop write them). LZW and other TIFFs go
 through Pillow. The reader reads only the header and the tags it needs, of any byte order and any tag
 types around them, then the strips, after the caller has accepted the size."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -62,8 +64,10 @@ _TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 
 _INTEGER_TYPES = {1: "B", 3: "H", 4: "I", 16: "Q"}
 _WIDTH, _HEIGHT, _BITS, _COMPRESSION, _PHOTOMETRIC = 256, 257, 258, 259, 262
 _STRIP_OFFSETS, _SAMPLES, _STRIP_COUNTS, _PLANAR, _EXTRA, _SAMPLE_FORMAT, _ICC = 273, 277, 279, 284, 338, 339, 34675
+_PREDICTOR = 317
 _WANTED = {_WIDTH, _HEIGHT, _BITS, _COMPRESSION, _PHOTOMETRIC, _STRIP_OFFSETS, _SAMPLES, _STRIP_COUNTS, _PLANAR,
-           _EXTRA, _SAMPLE_FORMAT, _ICC}
+           _EXTRA, _SAMPLE_FORMAT, _ICC, _PREDICTOR}
+_NONE, _DEFLATE = (1,), (8, 32946)  # compression codes we decode: none; zlib (Adobe's and the old one)
 _MAX_TABLE, _MAX_ICC = 8 << 20, 16 << 20  # bytes per tag we accept; more is a broken or hostile file
 
 
@@ -124,7 +128,10 @@ def read_tiff16(path: Path, check_size: Callable[[int, int], None] | None = None
             return int(v[0]) if isinstance(v, list) and v else default
 
         bits, c = tags.get(_BITS, [1]), one(_SAMPLES, 1)
-        if one(_COMPRESSION, 1) != 1 or one(_PLANAR, 1) != 1 or c not in (3, 4) or one(_PHOTOMETRIC) != 2:
+        compression, predictor = one(_COMPRESSION, 1), one(_PREDICTOR, 1)
+        if compression not in _NONE + _DEFLATE or predictor not in (1, 2):
+            return None
+        if one(_PLANAR, 1) != 1 or c not in (3, 4) or one(_PHOTOMETRIC) != 2:
             return None
         if not isinstance(bits, list) or any(b != 16 for b in bits) or one(_SAMPLE_FORMAT, 1) != 1:
             return None
@@ -144,9 +151,16 @@ def read_tiff16(path: Path, check_size: Callable[[int, int], None] | None = None
             if at + k > size:
                 return None
             f.seek(at)
-            data += f.read(min(k, need - len(data)))
+            if compression in _DEFLATE:
+                # max_length: a strip that inflates past the image's size is a bomb, not more pixels
+                data += zlib.decompressobj().decompress(f.read(k), need - len(data))
+            else:
+                data += f.read(min(k, need - len(data)))
     if len(data) < need:
         return None
+    if predictor == 2:  # horizontal differencing: each sample is stored as the difference from its left neighbour
+        rows = np.frombuffer(bytes(data[:need]), dtype=e + "u2").reshape(h, w, c)
+        data = bytearray(np.cumsum(rows, axis=1, dtype=np.uint16).astype(e + "u2").tobytes())
     return _finish(data, e, w, h, c, tags)
 
 
