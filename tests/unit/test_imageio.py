@@ -399,7 +399,8 @@ def test_a_deflate_bomb_strip_is_not_inflated_past_the_image(tmp_path: Path) -> 
     assert peak.below(100), f"peak {peak.mb:.0f} MiB"
 
 
-def test_another_compressed_16_bit_tiff_says_it_is_read_with_8_bits(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_another_compressed_16_bit_tiff_says_it_is_read_with_8_bits(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
     """Pillow decodes other compressed 16-bit colour TIFFs to 8 bits: the loss is reported, never silent."""
     from impasto.engine.imageio import read_image
 
