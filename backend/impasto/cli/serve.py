@@ -32,6 +32,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--token", default=None, help="require clients to send this token (needed off loopback)")
     p.add_argument("--tls-cert", type=Path, default=None, metavar="FILE", help="PEM certificate for TLS")
     p.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="PEM private key for TLS")
+    p.add_argument("--warmup", action="store_true",
+                   help="load and convert the bundled styles and default SR models before serving")
     p.add_argument("--grace", type=float, default=5.0, metavar="S",
                    help="seconds running jobs may finish on shutdown before they are cancelled (default 5)")
     p.set_defaults(func=run)
@@ -55,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if args.max_queue < 1 or args.max_pixels < 1:
         raise InvalidArgument("--max-queue and --max-pixels must be at least 1")
     engine = Engine(engine_config(args))
+    if args.warmup:
+        print(f"impasto: warmed up {', '.join(engine.warmup())}", flush=True)
     config = ServerConfig(address=args.address, max_queue=args.max_queue, token=args.token,
                           tls_cert=args.tls_cert, tls_key=args.tls_key, grace=args.grace)
     server = ImpastoServer(engine, config)
