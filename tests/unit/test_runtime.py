@@ -62,8 +62,8 @@ FAMILIES = {
 }
 
 
-def _photo(h: int, w: int) -> torch.Tensor:
-    with Image.open(SAMPLE) as im:
+def _photo(h: int, w: int, path: Path = SAMPLE) -> torch.Tensor:
+    with Image.open(path) as im:
         arr = np.asarray(im.convert("RGB").resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32)
     return torch.from_numpy(arr.transpose(2, 0, 1).copy())[None]
 
@@ -90,9 +90,10 @@ def test_every_family_gives_torchs_result_at_any_size(family: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BUNDLED_STYLES)
-def test_bundled_style_in_reduced_precision_stays_within_2_percent(name: str) -> None:
-    """The engine's default precision on this CPU (bf16 where it has AVX512-BF16/AMX) against fp32 torch, on
-    a real photo; benchmarks/stylize_speed.py checks the same at 1024x1024."""
+def test_bundled_style_in_reduced_precision_stays_within_2_percent(name: str, shared: Path) -> None:
+    """The engine's default precision on this CPU (bf16 where it has AVX512-BF16/AMX, f32 for the networks it
+    measures too coarse in bf16) against fp32 torch, on a photo the measurement did not see;
+    benchmarks/stylize_speed.py checks the same at 1024x1024."""
     from impasto.device import autocast_dtype
     from impasto.models.store import ModelStore
 
@@ -100,7 +101,7 @@ def test_bundled_style_in_reduced_precision_stays_within_2_percent(name: str) ->
     net, info = store.load(name), store.get(name)
     precision = runtime.precision_for(autocast_dtype(torch.device("cpu"), None))
     fast = runtime.prepare(net, precision, info.sha256)
-    x = _photo(256, 256)
+    x = _photo(256, 256, shared / "content_images/chicago.jpg")
     diff = (fast(x).clamp(0, 255) - _torch(net, x).clamp(0, 255)).abs()
     assert float(diff.max()) <= MAX_LEVELS, f"{name} in {precision}: {float(diff.max()):.2f} levels"
 
@@ -128,13 +129,12 @@ def test_engine_gives_the_same_pixels_on_both_runtimes() -> None:
 
 
 def test_a_corrupt_or_stale_cache_entry_is_rebuilt(cache: Path) -> None:
-    net = _randomise(build_engstrom(widths=(8, 8, 8), res_blocks=1), seed=3)
+    net = _randomise(build_johnson_sr(scale=2, channels=8, blocks=1), seed=3)
     x = _photo(24, 20)
     want = runtime.prepare(net, "f32", "feed" * 16)(x)
     folder = runtime.entry_dir("feed" * 16, "f32", runtime.openvino_version() or "")
     good = (folder / "model.bin").read_bytes()
     damage = [
-        ("model.bin", good[: len(good) // 2]),  # truncated
         ("model.bin", bytes(len(good))),  # same size, wrong bytes: only the recorded hash tells
         ("entry.json", b"{not json"),
     ]
