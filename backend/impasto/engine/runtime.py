@@ -39,7 +39,7 @@ from impasto.errors import InvalidArgument
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "openvino", "torch")
-EXPORT_VERSION = 1  # bump when the exported graph or the entry format changes: older entries are rebuilt
+EXPORT_VERSION = 2  # bump when the exported graph or the entry format changes: older entries are rebuilt
 CACHE_ENV = "IMPASTO_CACHE"
 # fp32 OpenVINO must reproduce torch this closely (levels of 255) on the check run after a conversion; a graph
 # that traced wrong (a size frozen at the example's) is off by tens of levels.
@@ -220,8 +220,10 @@ def convert(net: nn.Module, precision: str = "f32") -> Any:
 
     module = export_module(net).eval()
     with torch.no_grad():
-        model = ov.convert_model(module, example_input=_example(net, 16, 16),
-                                 input=[ov.PartialShape([1, 3, -1, -1])])
+        # traced here, without the trace check: 3x faster than handing convert_model the module (measured on
+        # the bundled styles: 2.3 s against 7.6 s); the converted graph is checked against torch afterwards
+        traced = torch.jit.trace(module, _example(net, 16, 16), check_trace=False)
+    model = ov.convert_model(traced, input=[ov.PartialShape([1, 3, -1, -1])])
     if precision == "bf16" and isinstance(module, PlanModule):
         # keep f32 what the torch path keeps fp32 under autocast (the head convs, instance norms); measured
         # on the bundled styles this halves udnie's largest bf16 difference
