@@ -9,14 +9,21 @@ For each image size it times, in one process on one input photo:
                    instance-norm statistics and the output conv stay fp32
   bf16+compile     the same through torch.compile(dynamic=False), at one fixed shape; the compile (first
                    call) is reported apart and excluded from the latency
+  openvino bf16    the engine's CPU runtime (impasto.engine.runtime, CPU only), whole image, at the precision
+                   the engine picks (bf16 where the CPU has it and the network measured close enough to fp32,
+                   else f32); one converted network with dynamic shapes serves every size
+  openvino f32     the same in f32 (up to the fp32 size limit)
+  ... 1st call     the first OpenVINO call at a size never seen (GOAL_SIZE + 16), then its steady median: the
+                   cost of a new size (issue 13: at most about 1 s more)
 At the tiled size (4096 by default) ours runs in 512 px tiles with whole-image instance-norm statistics.
 Each row gives the median latency, the peak memory above the starting level, the speed-up over the reference
 and the largest and 99.9th-percentile absolute output difference as % of the reference output's range.
 
 Weights: by default a full-width network (widths 32/64/128, 5 residual blocks, as in the paper) with fixed
 random weights (seed 0); the same state dict goes into both implementations. The output differences are
-also checked on trained weights (pytorch/examples, reduced to width 16) at the goal size. Goal (issue 7):
-at least 4x the reference at 1024x1024 with the largest difference under 2% of the range.
+also checked on trained weights (pytorch/examples, reduced to width 16, and every bundled style, on torch bf16
+and on OpenVINO) at the goal size. Goal (issue 7): at least 4x the reference at 1024x1024 with the largest
+difference under 2% of the range; issue 13's target: OpenVINO at least 10x and at most 0.3 s there.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ import torch
 from reference import reference_net
 
 GOAL_SIZE, GOAL_SPEEDUP, GOAL_DIFF_PCT = 1024, 4.0, 2.0
+FAST_SPEEDUP, FAST_MEDIAN_S = 10.0, 0.3  # issue 13, OpenVINO at GOAL_SIZE
+BUNDLED = ("starry-night", "composition-vii", "scream", "udnie", "wave", "wreck")
 REDUCED = "weights/style_nets/pytorch_examples_reduced/saved_models_nc16/candy_nc16_b1_e2_1e05_1e10.model"
 CONTENT = "content_images/chicago.jpg"
 
@@ -153,12 +162,15 @@ def _run(args: Any) -> int:
         half_name: dataclasses.replace(engine_cfg, autocast=half),
     }
 
+    ov_nets, ov_prepare = _openvino_nets(ours, dev, half_name)
+
     def run_ref(x: torch.Tensor) -> Any:
         with torch.inference_mode():
             return ref_net(x.to(device)).float().cpu()
 
     rows: list[dict[str, Any]] = []
     compiles: list[dict[str, Any]] = []
+    first_calls: list[dict[str, Any]] = []
 
     def record(size: int, name: str, tiled: bool, m: dict[str, Any], ref: dict[str, Any] | None) -> None:
         row = {"size": size, "config": name, "tiled": tiled, "median_s": m["median_s"], "all_s": m["all_s"],
@@ -195,6 +207,13 @@ def _run(args: Any) -> int:
                 warmup = 0
             m = common.measure(lambda x=x, cfg=cfg: run_network(ours, x, cfg), dev, runs, warmup=warmup)
             record(size, name + (" tiled" if tiled else ""), tiled, m, ref)
+        for name, fast in ([] if tiled else ov_nets.items()):
+            if name == "openvino f32" and size > plan.fp32_up_to and len(ov_nets) > 1:
+                continue
+            m = common.measure(lambda x=x, fast=fast: run_network(ours, x, configs["fp32"], compiled=fast), dev, runs)
+            record(size, name, False, m, ref)
+        if ov_nets and size == max(plan.sizes):
+            first_calls.append(_first_call_rows(ours, ov_nets, configs["fp32"], size + 16, dev, runs, record))
         if size in plan.compile_sizes:
             _compiled_row(ours, x, configs[half_name], f"{half_name}+compile", size, dev, runs, ref, record, compiles)
         del x, ref
@@ -208,7 +227,7 @@ def _run(args: Any) -> int:
     check = args.trained_check or ("candy" if args.quick else "full")
     trained = []
     if check != "none":
-        trained = _trained_check(plan, configs["fp32"], configs[half_name], dev, check == "candy")
+        trained = _trained_check(plan, configs["fp32"], configs[half_name], dev, check == "candy", half_name)
     goal = _goal(rows, half_name)
     worst = max(trained, key=lambda t: t["max_diff_pct"], default=None)
     if worst is not None and goal["met"] is not None:
@@ -217,9 +236,14 @@ def _run(args: Any) -> int:
                             f"({worst['weights']}, p99.9 {worst['p999_diff_pct']:.2f}%)")
     load_after = common.load_average()
     print(goal["verdict"])
+    print(goal["fast_verdict"])
+    for f in first_calls:
+        print(f"{f['config']} first call at {f['size']}x{f['size']}: {f['first_s']:.3f} s, then {f['steady_s']:.3f} s "
+              f"(+{f['first_s'] - f['steady_s']:.3f} s); converting or reading the cache took {ov_prepare:.1f} s")
     for t in trained:
-        print(f"trained weights {t['weights']} at {t['size']}x{t['size']}, {half_name} vs {t['against']}: max diff "
-              f"{t['max_diff_pct']:.2f}% of range, p99.9 {t['p999_diff_pct']:.3f}%")
+        levels = f", {t['max_levels']:.2f} levels of 255 clamped" if "max_levels" in t else ""
+        print(f"trained weights {t['weights']} at {t['size']}x{t['size']}, {t['config']} vs {t['against']}: max diff "
+              f"{t['max_diff_pct']:.2f}% of range{levels}, p99.9 {t['p999_diff_pct']:.3f}%")
     print(f"load average before/after: {load_before:.1f} / {load_after:.1f} on {common.machine(dev)['cpus']} CPUs")
 
     report = {
@@ -234,6 +258,8 @@ def _run(args: Any) -> int:
         "diff": "|ours - reference| as % of the reference output's range (max - min), fp32 reference",
         "rows": rows,
         "compile": compiles,
+        "openvino_first_call": first_calls,
+        "openvino_prepare_s": ov_prepare if ov_nets else None,
         "trained_weights_check": trained,
         "goal": goal,
     }
@@ -264,10 +290,10 @@ def _compiled_row(ours: Any, x: torch.Tensor, cfg: Any, name: str, size: int, de
           "not in the latency)")
 
 
-def _trained_check(plan: Plan, fp32: Any, half: Any, dev: str, quick: bool) -> list[dict[str, Any]]:
+def _trained_check(plan: Plan, fp32: Any, half: Any, dev: str, quick: bool, half_name: str) -> list[dict[str, Any]]:
     """Output differences on trained weights: a random net's activations need not look like a trained one's.
-    The reduced pytorch/examples nets are compared with the plain reference; the bundled networks (Engstrom's
-    variant, which the reference does not implement) with our own fp32 run."""
+    The reduced pytorch/examples nets are compared with the plain reference; the bundled networks with our own
+    fp32 run, on torch with autocast and on OpenVINO at the engine's precision."""
     from impasto.engine.tiling import run_network
     from impasto.models.store import ModelStore
     from impasto.nets.johnson import johnson_from_state
@@ -286,29 +312,75 @@ def _trained_check(plan: Plan, fp32: Any, half: Any, dev: str, quick: bool) -> l
         y = run_network(johnson_from_state(state).to(dev), x, half)
         mx, p999 = diff_pct(y, ref)
         out.append({"weights": f"pytorch/examples {name}, width 16", "against": "reference fp32", "size": size,
-                    "max_diff_pct": mx, "p999_diff_pct": p999})
+                    "config": half_name, "max_diff_pct": mx, "p999_diff_pct": p999})
     store = ModelStore()
-    for name in () if quick else ("scream", "udnie", "wave", "wreck"):
-        net = store.load(name, dev)
+    for name in () if quick else BUNDLED:
+        net, info = store.load(name, dev), store.get(name)
         ref = run_network(net, x, fp32)
-        mx, p999 = diff_pct(run_network(net, x, half), ref)
-        out.append({"weights": f"bundled {name} (Engstrom variant)", "against": "ours fp32", "size": size,
-                    "max_diff_pct": mx, "p999_diff_pct": p999})
+        variant = "Engstrom variant" if info.arch == "engstrom" else "pytorch/examples form"
+        ys = {half_name: run_network(net, x, half)}
+        ov = _openvino_nets(net, dev, half_name, info.sha256, both=False)[0]
+        for label, fast in ov.items():
+            ys[label] = run_network(net, x, fp32, compiled=fast)
+        for label, y in ys.items():
+            mx, p999 = diff_pct(y, ref)
+            levels = float((y.clamp(0, 255) - ref.clamp(0, 255)).abs().max())
+            out.append({"weights": f"bundled {name} ({variant})", "against": "ours fp32", "size": size,
+                        "config": label, "max_diff_pct": mx, "p999_diff_pct": p999, "max_levels": levels})
     return out
+
+
+def _openvino_nets(net: Any, dev: str, half_name: str, sha: str | None = None,
+                   both: bool = True) -> tuple[dict[str, Any], float]:
+    """{'openvino <precision>': net, and 'openvino f32' when `both`} and the seconds it took to convert (or read
+    from the cache) and compile them; nothing where OpenVINO does not run (not the CPU, not installed)."""
+    from impasto.engine import runtime
+
+    if not dev.startswith("cpu") or runtime.openvino_version() is None:
+        return {}, 0.0
+    start, nets = time.perf_counter(), {}
+    if half_name == "bf16" and runtime.precision_for(torch.bfloat16) == "bf16":
+        fast = runtime.prepare(net, "bf16", sha)
+        nets[f"openvino {fast.precision}"] = fast
+    if both or not nets:
+        nets.setdefault("openvino f32", runtime.prepare(net, "f32", sha))
+    return nets, time.perf_counter() - start
+
+
+def _first_call_rows(ours: Any, ov_nets: dict[str, Any], cfg: Any, size: int, dev: str, runs: int,
+                     record: Any) -> dict[str, Any]:
+    """The engine's OpenVINO net at a size it has never seen: the first call, then the steady median."""
+    from impasto.engine.tiling import run_network
+
+    name, fast = next(iter(ov_nets.items()))
+    x = photo(size)
+    first = common.measure(lambda: run_network(ours, x, cfg, compiled=fast), dev, 1, warmup=0)
+    record(size, f"{name} 1st call", False, first, None)
+    steady = common.measure(lambda: run_network(ours, x, cfg, compiled=fast), dev, runs)
+    record(size, name, False, steady, None)
+    return {"config": name, "size": size, "first_s": first["median_s"], "steady_s": steady["median_s"]}
 
 
 def _goal(rows: list[dict[str, Any]], half: str) -> dict[str, Any]:
     at = [r for r in rows if r["size"] == GOAL_SIZE and r["config"] != "reference"]
     if not at:
-        return {"size": GOAL_SIZE, "met": None, "verdict": f"goal: no {GOAL_SIZE}x{GOAL_SIZE} run in this mode"}
+        return {"size": GOAL_SIZE, "met": None, "verdict": f"goal: no {GOAL_SIZE}x{GOAL_SIZE} run in this mode",
+                "fast_met": None, "fast_verdict": f"issue 13 target: no {GOAL_SIZE}x{GOAL_SIZE} run in this mode"}
     best = max(at, key=lambda r: r["speedup_vs_reference"])
     met = best["speedup_vs_reference"] >= GOAL_SPEEDUP and best["max_diff_pct"] < GOAL_DIFF_PCT
     verdict = (f"goal at {GOAL_SIZE}x{GOAL_SIZE} (>= {GOAL_SPEEDUP:.0f}x the reference, max diff < "
                f"{GOAL_DIFF_PCT:.0f}% of range): {'MET' if met else 'NOT MET'} by {best['config']}: "
                f"{best['speedup_vs_reference']:.2f}x, max diff {best['max_diff_pct']:.2f}%")
+    ov = [r for r in at if r["config"].startswith("openvino") and "1st" not in r["config"]]
+    fast = max(ov, key=lambda r: r["speedup_vs_reference"], default=None)
+    fast_met = fast is not None and fast["speedup_vs_reference"] >= FAST_SPEEDUP and fast["median_s"] <= FAST_MEDIAN_S
+    fast_verdict = (f"issue 13 target at {GOAL_SIZE}x{GOAL_SIZE} (OpenVINO >= {FAST_SPEEDUP:.0f}x, "
+                    f"<= {FAST_MEDIAN_S} s): " + ("no OpenVINO run" if fast is None else
+                       f"{'MET' if fast_met else 'NOT MET'} by {fast['config']}: {fast['speedup_vs_reference']:.2f}x, "
+                       f"{fast['median_s']:.3f} s, max diff {fast['max_diff_pct']:.2f}%"))
     return {"size": GOAL_SIZE, "speedup": GOAL_SPEEDUP, "max_diff_pct": GOAL_DIFF_PCT, "best_config": best["config"],
             "best_speedup": best["speedup_vs_reference"], "best_max_diff_pct": best["max_diff_pct"], "met": met,
-            "verdict": verdict}
+            "verdict": verdict, "fast_met": fast_met if fast is not None else None, "fast_verdict": fast_verdict}
 
 
 def _fmt(v: float | None, spec: str, suffix: str = "") -> str:

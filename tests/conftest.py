@@ -30,6 +30,10 @@ def need_shared(*parts: str) -> Path:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Converted models (the OpenVINO runtime's disk cache) go to a folder of the checkout, not the user's cache:
+    # the tests never touch a user's files, and a second run reuses the conversions. Servers the tests start
+    # inherit it.
+    os.environ.setdefault("IMPASTO_CACHE", str(ROOT / ".cache" / "test-model-cache"))
     config.addinivalue_line("markers", "shared_data(*paths): needs these paths under ../shared/data")
 
 

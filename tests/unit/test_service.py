@@ -118,3 +118,19 @@ def test_cancel_between_tiles(shared: Path) -> None:
     with pytest.raises(Cancelled):
         engine.stylize(_img(64, 64, "RGB_U8"), "wave", progress=progress, cancel=token)
     assert max(seen) < 0.5  # it stopped soon after the cancel, not at the end
+
+
+def test_whole_image_progress_and_cancel_on_the_default_runtime(engine: Engine) -> None:
+    # on a CPU the default runtime is OpenVINO where it loads; either way a whole image reports its start and
+    # end, and a cancel that arrives once the run has started stops it
+    seen: list[tuple[str, float]] = []
+    engine.stylize(_img(32, 40, "RGB_U8"), "wave", progress=lambda s, f: seen.append((s, f)))
+    assert ("stylize", 0.0) in seen and seen[-1] == ("stylize", 1.0)
+    token = CancelToken()
+
+    def progress(stage: str, fraction: float) -> None:
+        if stage == "stylize":
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        engine.stylize(_img(32, 40, "RGB_U8"), "wave", progress=progress, cancel=token)

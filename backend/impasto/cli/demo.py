@@ -6,11 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from impasto.cli.options import runtime_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="stylize and upscale bundled samples through a local backend; writes HTML")
     p.add_argument("--out", default="impasto-demo", help="output folder (default impasto-demo)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    runtime_option(p)
     p.set_defaults(func=_demo)
 
 
@@ -27,7 +30,7 @@ def _demo(args: argparse.Namespace) -> int:
         bar.update(1)
 
     try:
-        index = run_demo(Path(args.out), progress=say, device=args.device)
+        index = run_demo(Path(args.out), progress=say, device=args.device, runtime=args.runtime)
     finally:
         bar.close()
     print(f"impasto: demo written to {index} (contact sheet: {index.parent / 'contact-sheet.png'})")

@@ -83,7 +83,8 @@ backend on {html.escape(device)}, offline, with the models bundled in the packag
 """
 
 
-def run_demo(out_dir: Path, *, progress: Callable[[str], None] | None = None, device: str = "auto") -> Path:
+def run_demo(out_dir: Path, *, progress: Callable[[str], None] | None = None, device: str = "auto",
+             runtime: str = "auto") -> Path:
     """Write the demo into `out_dir`; returns the index.html path."""
     from impasto.engine.engine import Engine, EngineConfig
     from impasto.serve.client import Client
@@ -93,7 +94,7 @@ def run_demo(out_dir: Path, *, progress: Callable[[str], None] | None = None, de
     out_dir.mkdir(parents=True, exist_ok=True)
     photo = np.asarray(Image.open(SAMPLES / "chelsea.png").convert("RGB"))
     hr_full = np.asarray(Image.open(SAMPLES / "coffee.png").convert("RGB"))
-    engine = Engine(EngineConfig(device=device))
+    engine = Engine(EngineConfig(device=device, runtime=runtime))
     server = ImpastoServer(engine, ServerConfig(address="127.0.0.1:0", grace=1.0))
     address = server.start()
     say(f"backend on {address} ({engine.device_name})")

@@ -26,7 +26,15 @@ def engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=int, default=64_000_000, metavar="N",
                    help="refuse images with more pixels (default 64,000,000)")
     p.add_argument("--no-bf16", action="store_true", help="run in fp32 even where bf16 is supported")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network (pays off on big batches)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (pays off on big batches; implies the torch runtime)")
+    runtime_option(p)
+
+
+def runtime_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtime", choices=("auto", "openvino", "torch"), default="auto",
+                   help="what runs the networks: auto (OpenVINO on the CPU, torch on CUDA/MPS; default), "
+                        "openvino, or torch (the reference)")
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
@@ -35,7 +43,8 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
 
     budget = int(args.memory_budget * 2**30) if args.memory_budget else None
     return EngineConfig(device=args.device, tile_size=args.tile_size, memory_budget=budget,
-                        bf16=False if args.no_bf16 else None, compile=args.compile, max_pixels=args.max_pixels)
+                        bf16=False if args.no_bf16 else None, compile=args.compile, max_pixels=args.max_pixels,
+                        runtime=args.runtime)
 
 
 def stylize_options(p: argparse.ArgumentParser) -> None:

@@ -42,6 +42,8 @@ def register(subparsers: Any) -> None:
     token_options(p, "require clients to send this token (needed off loopback)")
     p.add_argument("--tls-cert", type=Path, default=None, metavar="FILE", help="PEM certificate for TLS")
     p.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="PEM private key for TLS")
+    p.add_argument("--warmup", action="store_true",
+                   help="load and convert the bundled styles and default SR models before serving")
     p.add_argument("--grace", type=float, default=5.0, metavar="S",
                    help="seconds running jobs may finish on shutdown before they are cancelled (default 5)")
     p.set_defaults(func=run)
@@ -70,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if not (args.upload_budget > 0 and args.idle_timeout > 0):  # also refuses NaN
         raise InvalidArgument("--upload-budget and --idle-timeout must be positive")
     engine = Engine(engine_config(args))
+    if args.warmup:
+        print(f"impasto: warmed up {', '.join(engine.warmup())}", flush=True)
     config = ServerConfig(address=args.address, max_queue=args.max_queue, token=secret,
                           tls_cert=args.tls_cert, tls_key=args.tls_key, grace=args.grace,
                           max_streams=args.max_streams, upload_budget=int(args.upload_budget * 2**30),

@@ -10,6 +10,7 @@ import logging
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ from torch import nn
 
 from impasto.cancel import CancelToken, Progress, no_progress
 from impasto.device import autocast_dtype, memory_budget, pick_device
+from impasto.engine import runtime
 from impasto.engine.pixels import PixelBuffer, from_network, resize_alpha, to_network
 from impasto.engine.tiling import RunConfig, run_network
 from impasto.errors import InvalidArgument, ResourceExhausted
@@ -36,6 +38,7 @@ from impasto.limits import (
 )
 from impasto.models.info import ModelInfo
 from impasto.models.store import ModelStore
+from impasto.nets.spec import spec_of
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ class EngineConfig:
     compile: bool = False  # torch.compile the networks (pays a compile per new input shape)
     max_pixels: int = 64_000_000
     model_cache: int = 4
+    runtime: str = "auto"  # auto | openvino | torch (engine/runtime.py): auto is OpenVINO on the CPU
 
 
 def _ycbcr(x: torch.Tensor) -> torch.Tensor:
@@ -85,7 +89,14 @@ class Engine:
         self.config = config or EngineConfig()
         self.store = store or ModelStore()
         self.device = pick_device(self.config.device)
+        self.runtime = runtime.choose_runtime(self.config.runtime, self.device, compile=self.config.compile)
+        if self.runtime == "openvino" and self.config.compile:
+            raise InvalidArgument("--compile is torch.compile, which the OpenVINO runtime does not use",
+                                  hint="drop --compile, or add --runtime torch")
+        log.info("engine: device %s, runtime %s", self.device, self.runtime)
+        # name -> (sha256, the net run_network gets, the whole-image runner or None)
         self._cache: OrderedDict[str, tuple[str, nn.Module, nn.Module | None]] = OrderedDict()
+        self._capacity = self.config.model_cache
         self._lock = threading.Lock()
 
     @property
@@ -108,6 +119,10 @@ class Engine:
         return ["stylize", "upscale", "refine", "gatys"]
 
     def _network(self, info: ModelInfo) -> tuple[nn.Module, nn.Module | None]:
+        """(net, whole) for `run_network(net, ..., compiled=whole)`, loaded once and kept (LRU).
+
+        On OpenVINO a style net stays torch for the exact tiled path and gets the OpenVINO net as its
+        whole-image runner; an SR net *is* the OpenVINO net (its halo windows are whole-image calls too)."""
         with self._lock:
             hit = self._cache.get(info.name)
             if hit and hit[0] == info.sha256:
@@ -116,11 +131,46 @@ class Engine:
             net = self.store.load(info.name, self.device)
             if self.device.type == "cuda":
                 net = net.to(memory_format=torch.channels_last)
-            compiled = torch.compile(net, dynamic=False) if self.config.compile else None
-            self._cache[info.name] = (info.sha256, net, compiled)  # type: ignore[assignment]
-            while len(self._cache) > self.config.model_cache:
+            entry: tuple[nn.Module, nn.Module | None] = (net, None)
+            fast = self._openvino(info, net) if self.runtime == "openvino" else None
+            if fast is not None:
+                entry = (net, fast) if spec_of(net).plan is not None else (fast, None)
+            elif self.config.compile:
+                entry = (net, torch.compile(net, dynamic=False))  # type: ignore[assignment]
+            self._cache[info.name] = (info.sha256, *entry)
+            while len(self._cache) > self._capacity:
                 self._cache.popitem(last=False)
-            return net, compiled  # type: ignore[return-value]
+            return entry
+
+    def _openvino(self, info: ModelInfo, net: nn.Module) -> nn.Module | None:
+        precision = runtime.precision_for(autocast_dtype(self.device, self.config.bf16))
+        try:
+            return runtime.prepare(net, precision, info.sha256 or None)
+        except Exception as exc:  # a network OpenVINO cannot take runs on torch, as before
+            log.warning("model %s does not run on OpenVINO here (%s: %s); using torch", info.name,
+                        type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+            return None
+
+    def default_models(self) -> list[ModelInfo]:
+        """What `impasto serve --warmup` prepares: every bundled style and the default SR model per scale."""
+        infos = [m for m in self.store.list("style") if m.bundled]
+        for scale in SR_SCALES:
+            try:
+                infos.append(self.default_sr_model(scale))
+            except InvalidArgument:  # no model for this scale
+                pass
+        return infos
+
+    def warmup(self, names: Sequence[str] | None = None) -> list[str]:
+        """Load, convert (once, cached on disk) and compile models now, and keep them all loaded, so that the
+        first requests do not wait for it; a small run of each pays the one-time kernel set-up too."""
+        infos = [self.store.get(n) for n in names] if names else self.default_models()
+        self._capacity = max(self._capacity, len(infos))
+        x = torch.full((1, 3, 32, 32), 128.0)
+        for info in infos:
+            net, whole = self._network(info)
+            run_network(net, x, self.run_config(), compiled=whole)
+        return [i.name for i in infos]
 
     def default_sr_model(self, scale: int) -> ModelInfo:
         candidates = [m for m in self.store.list("sr") if m.scale == scale]
@@ -174,7 +224,8 @@ class Engine:
         net, compiled = self._network(info)
         rgb, alpha = to_network(image)
         x = resize(rgb, ph, pw)
-        y = run_network(net, x, self.run_config(), progress, cancel, "stylize", compiled).clamp(0, 255)
+        with runtime.cancel_scope(cancel):
+            y = run_network(net, x, self.run_config(), progress, cancel, "stylize", compiled).clamp(0, 255)
         if refine > 0:
             y = self._refine(info, x, y, refine, progress, cancel)
         y = resize(y, h, w)
@@ -225,7 +276,8 @@ class Engine:
                 raise InvalidArgument(f"model {info.name!r} upscales x{info.scale}, not x{scale}")
             progress("loading", 0.0)
             net, compiled = self._network(info)
-            y = run_network(net, rgb, self.run_config(), progress, cancel, "upscale", compiled).clamp(0, 255)
+            with runtime.cancel_scope(cancel):
+                y = run_network(net, rgb, self.run_config(), progress, cancel, "upscale", compiled).clamp(0, 255)
         if alpha is not None:
             alpha = resize_alpha(alpha, h, w)
         progress("upscale", 1.0)

@@ -100,7 +100,7 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
             else:
                 im.load()
                 arr = _to_array(im)
-                if im.format == "TIFF" and arr.dtype == np.uint8 and 16 in (im.tag_v2.get(258) or ()):
+                if im.format == "TIFF" and arr.dtype == np.uint8 and 16 in (getattr(im, "tag_v2", {}).get(258) or ()):
                     # a compressed (LZW, deflate) 16-bit colour TIFF: Pillow has no 16-bit colour mode
                     log.warning("%s: this 16-bit TIFF is compressed, which Impasto reads with 8 bits per "
                                 "channel; save it uncompressed (or as a 16-bit PNG) to keep all 16", path)

@@ -237,8 +237,9 @@ def run_windows(
 
 # The smallest side a network is run on: below it the 9x9 convs' reflection pads and the instance norms of
 # the downsampled layers have too few pixels (a 4x4 image failed inside torch). Smaller images are padded
-# by replicating their edge and the result is cropped back; an editor's tiny selection still works.
-MIN_SIDE = 16
+# by replicating their edge and the result is cropped back; an editor's tiny selection still works. (8: two
+# stride-2 layers leave 2x2 for the instance norms, and a 9x9 conv's reflection pad of 4 fits.)
+MIN_SIDE = 8
 
 
 def _pad_to_multiple(x: torch.Tensor, m: int, min_side: int = MIN_SIDE) -> torch.Tensor:
