@@ -443,3 +443,24 @@ def test_progress_reaches_gimps_status_bar(up: dict, case: str, title: str) -> N
     assert fractions and fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
     texts = [call[1] for call in calls if call[0] == "set_text"]
     assert texts and texts[-1].endswith("100%"), texts
+
+
+@pytest.fixture(scope="module")
+def gui(gimp: None) -> dict:
+    import gimp_gui
+
+    reason = gimp_gui.why_not()
+    if reason:  # a tool for the GUI run is missing, not GIMP: a skip even in CI, with what to install
+        pytest.skip(f"GIMP's GUI run unavailable: {reason}")
+    return gimp_gui.session()
+
+
+def test_gui_dialogs_progress_and_cancel(gui: dict) -> None:
+    """Real GIMP with its GUI under Xvfb (tests/integration/gimp_gui.py, which also writes the docs'
+    screenshots): the dialogs open from the menus' actions, OK in the style dialog adds a layer while the
+    status bar's progress bar fills, and Cancel in the status bar leaves the layers as they were and stops
+    the backend's job early."""
+    assert gui["progress_moved"], gui["progress_fills"]
+    assert gui["layer_added"]
+    assert gui["cancel_at"] and gui["cancel_left_layers"]
+    assert gui["backend_dropped_job"], gui["job_seconds"]

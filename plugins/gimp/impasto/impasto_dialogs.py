@@ -14,7 +14,7 @@ import impasto_logic as logic  # noqa: E402
 from gi.repository import GdkPixbuf, GimpUi, GLib, Gtk  # noqa: E402
 
 THUMB = 96  # px, the longer side of a style's thumbnail
-GALLERY_ROWS = 2  # rows of thumbnails visible before the gallery scrolls
+GALLERY_ROWS = 3  # rows of thumbnails shown at most; more scroll
 GALLERY_COLUMNS = 3
 
 
@@ -85,6 +85,7 @@ def _gallery(models, current):
     flow.set_max_children_per_line(8)
     flow.set_column_spacing(4)
     flow.set_row_spacing(4)
+    flow.set_valign(Gtk.Align.START)  # rows keep their height when the scrolled window has room to spare
     for model in models:
         box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=2)
         box.pack_start(Gtk.Image.new_from_pixbuf(thumbnail(model.thumbnail_png)), False, False, 0)
@@ -114,7 +115,9 @@ def stylize_dialog(procedure, config, backend, size):
     flow = _gallery(models, config.get_property("style"))
     scroll = Gtk.ScrolledWindow()
     scroll.set_policy(Gtk.PolicyType.NEVER, Gtk.PolicyType.AUTOMATIC)
-    scroll.set_min_content_height(GALLERY_ROWS * (THUMB + 44))
+    # As tall as the thumbnails need, up to GALLERY_ROWS rows; more styles scroll.
+    scroll.set_propagate_natural_height(True)
+    scroll.set_max_content_height(GALLERY_ROWS * (THUMB + 48))
     scroll.set_min_content_width(GALLERY_COLUMNS * (THUMB + 24))
     scroll.add(flow)
     box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=4)
@@ -201,7 +204,10 @@ def upscale_dialog(procedure, config, backend, sizes):
     fill_models()
     combo.connect("changed", model_changed)
     reasons = _warning_label()
-    _show(reasons, "\n".join(_sentence(c.reason) for c in choices if not c.enabled))
+    unavailable = [_sentence(c.reason) for c in choices if not c.enabled]
+    if unavailable:
+        unavailable.append("Select a smaller part of the image for a larger factor.")
+    _show(reasons, "\n".join(unavailable))
     box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=6)
     factor_row = _labelled("Scale _factor", buttons)
     factor_row.get_children()[0].set_mnemonic_widget(active)
