@@ -175,7 +175,9 @@ class Session:
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, 9)
         if self.mounted:
-            subprocess.run(["umount", str(ROOT / "tmp" / ".X11-unix")], check=False)
+            sockets = ROOT / "tmp" / ".X11-unix"
+            if subprocess.run(["umount", str(sockets)], check=False).returncode == 0:
+                sockets.rmdir()
 
 
 def run(session: Session, out: Path | None) -> dict:
