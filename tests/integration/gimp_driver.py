@@ -7,7 +7,9 @@ results.json and the output pixels. Each case:
   {"name", "precision": "u8-non-linear", "image": [w, h], "layers": [{"name", "size": [w, h],
    "offsets": [x, y], "pixels": FILE}, ... top first], "active": NAME, "selection": [x, y, w, h] | null,
    "procedure": "impasto-upscale", "args": {...}, "read": [NAME, ...], "babl": "R'G'B'A u8"}
-plus optionally "base": "gray" and a layer's "alpha": false.
+plus optionally "base": "gray", a layer's "alpha": false, and "file": a path to name the image after (as
+if it had been opened from there). When the plug-in records its status-bar progress
+($IMPASTO_GIMP_PROGRESS_LOG), each case's lines follow a ["case", NAME] line of the driver's.
 """
 
 import json
@@ -19,9 +21,10 @@ import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp  # noqa: E402
+from gi.repository import Gegl, Gimp, Gio  # noqa: E402
 
 WORK = os.environ["IMPASTO_GIMP_WORK"]
+PROGRESS_LOG = os.environ.get("IMPASTO_GIMP_PROGRESS_LOG")
 
 
 def _path(name):
@@ -69,6 +72,8 @@ def _build(case):
         layer.get_buffer().flush()
     by_name = {layer.get_name(): layer for layer in _layers(image)}
     image.set_selected_layers([by_name[case["active"]]])
+    if case.get("file"):
+        image.set_file(Gio.File.new_for_path(case["file"]))
     if case.get("selection"):
         image.select_rectangle(Gimp.ChannelOps.REPLACE, *case["selection"])
     return image, by_name
@@ -80,7 +85,8 @@ def _describe(image, case, prefix):
     for index, layer in enumerate(_layers(image)):
         info = {"name": layer.get_name(), "index": index, "size": [layer.get_width(), layer.get_height()],
                 "offsets": list(layer.get_offsets()[1:]), "mask": layer.get_mask() is not None}
-        if layer.get_name() in case["read"] or layer.get_name().startswith("Impasto"):
+        made = layer.get_name() not in {spec["name"] for spec in case["layers"]}  # the plug-in's new layer
+        if layer.get_name() in case["read"] or made:
             info["pixels"] = f"{prefix}-{index}.bin"
             with open(_path(info["pixels"]), "wb") as f:
                 f.write(_read(layer, case["babl"]))
@@ -89,8 +95,10 @@ def _describe(image, case, prefix):
                 with open(_path(info["mask_pixels"]), "wb") as f:
                     f.write(_read(layer.get_mask(), "Y u8"))
         layers.append(info)
+    file = image.get_file()
     return {"size": [image.get_width(), image.get_height()], "layers": layers,
-            "precision": image.get_precision().value_nick}
+            "precision": image.get_precision().value_nick, "name": image.get_name(),
+            "file": file.get_path() if file is not None else None}
 
 
 def _run(case):
@@ -104,6 +112,9 @@ def _run(case):
     config.set_core_object_array("drawables", [by_name[n] for n in case.get("drawables", [case["active"]])])
     for key, value in case["args"].items():
         config.set_property(key, value)
+    if PROGRESS_LOG:
+        with open(PROGRESS_LOG, "a", encoding="utf-8") as f:
+            f.write(json.dumps(["case", case["name"]]) + "\n")
     values = procedure.run(config)
     status = values.index(0)
     out = {"status": status.value_nick, "message": values.index(1) if values.length() > 1 else None}

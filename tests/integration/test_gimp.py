@@ -87,6 +87,8 @@ def _run_gimp(work: Path, name: str, cases: list[dict], address: str) -> dict:
         "HOME": _inside(work / "home"),  # a fresh GIMP profile: no user settings, no stale pluginrc
         "GIMP_TESTING_PLUGINDIRS": f"{SYSTEM_PLUGINS}:{_inside(work / 'plug-ins')}",
         "IMPASTO_GIMP_WORK": _inside(folder), "IMPASTO_ADDRESS": address,
+        # The plug-in's test hook: each status-bar call it makes, with GIMP's answer, one JSON line each.
+        "IMPASTO_GIMP_PROGRESS_LOG": _inside(folder / "progress.jsonl"),
     }
     command = ["gimp-console-3.0", "-nis", "--batch-interpreter", "python-fu-eval", "-b", "-", "--quit"]
     if str(ROOT) != "/":
@@ -101,7 +103,21 @@ def _run_gimp(work: Path, name: str, cases: list[dict], address: str) -> dict:
     for case_name, result in results.items():
         assert "error" not in result, f"{case_name}: {result['error']}\nGIMP log:\n{log[-4000:]}"
     results["_folder"] = str(folder)
+    results["_progress"] = _progress_by_case(folder / "progress.jsonl")
     return results
+
+
+def _progress_by_case(log: Path) -> dict[str, list[list]]:
+    """The plug-in's status-bar calls, by case (the driver writes ["case", NAME] before each)."""
+    by_case: dict[str, list[list]] = {}
+    current: list[list] = []
+    for line in log.read_text(encoding="utf-8").splitlines() if log.exists() else []:
+        entry = json.loads(line)
+        if entry[0] == "case":
+            current = by_case.setdefault(entry[1], [])
+        else:
+            current.append(entry)
+    return by_case
 
 
 def _pixels(rng: np.random.Generator, w: int, h: int, dtype: type, channels: int = 4) -> np.ndarray:
@@ -117,12 +133,13 @@ def _layer(name: str, array: np.ndarray, offsets: tuple[int, int] = (0, 0)) -> d
 
 
 def _case(name: str, precision: str, size: tuple[int, int], layers: list[dict], procedure: str, args: dict,
-          babl: str, active: str = "bg", selection: list[int] | None = None, base: str = "rgb") -> dict:
+          babl: str, active: str = "bg", selection: list[int] | None = None, base: str = "rgb",
+          file: str | None = None) -> dict:
     for layer in layers:  # one folder holds every case's inputs
         layer["pixels"] = f"{name}-{layer['name']}.bin"
     return {"name": name, "precision": precision, "image": list(size), "layers": layers, "active": active,
             "selection": selection, "procedure": procedure, "args": args, "read": ["bg"], "babl": babl,
-            "base": base}
+            "base": base, "file": file}
 
 
 # The inputs, made once: the module fixtures below run GIMP on all of them together.
@@ -138,7 +155,11 @@ INPUTS = {
     "gray": _pixels(_rng, 6, 5, np.uint8),
     "style_bg": _pixels(_rng, 100, 80, np.uint8),
     "style_top": _pixels(_rng, 20, 20, np.uint8),
+    "brush": _pixels(_rng, 64, 48, np.uint8),
+    "limit": _pixels(_rng, 20, 16, np.uint8),
+    "huge": _pixels(_rng, 60, 50, np.uint8),
 }
+PHOTO = "/tmp/photos/chelsea.xcf"  # where the "new" case's image seems to come from (an XCF: set_file wants one)
 # Stylize: a 100x80 layer at (5, 7) under another layer, a selection at (40, 30) 20x16 in the image:
 # in layer coordinates (35, 23), plus the 32 px margin clipped to the layer: (3, 0) 84x71.
 SELECTION = [40, 30, 20, 16]
@@ -156,7 +177,7 @@ def _up_cases() -> list[dict]:
         _case("u16", "u16-non-linear", (10, 6), [_layer("bg", INPUTS["u16"])], upscale, {"factor": "x4"},
               U16),
         _case("new", "u8-non-linear", (9, 7), [_layer("bg", INPUTS["new"])], upscale,
-              {"factor": "x2", "new-image": True}, U8),
+              {"factor": "x2", "new-image": True}, U8, file=PHOTO),
         _case("f32", "float-linear", (5, 6), [_layer("bg", INPUTS["f32"])], upscale, {"factor": "x2"},
               F32_LINEAR),
         _case("sel", "u8-non-linear", (20, 16), [_layer("bg", INPUTS["sel"], (2, 3))], upscale,
@@ -169,6 +190,32 @@ def _up_cases() -> list[dict]:
               base="gray"),
         _case("stylize", "u8-non-linear", (120, 100), stylize_layers, "impasto-stylize",
               {"style": "udnie", "strength": 1.0}, U8, selection=SELECTION),
+        _case("brush", "u8-non-linear", (64, 48), [_layer("bg", INPUTS["brush"])], "impasto-stylize",
+              {"style": "wave", "brush-size": 2.0}, U8),
+    ]
+
+
+# The limits run: a backend that takes at most LIMIT pixels. A 20x16 image fits x2 (1,280) but not x4
+# (5,120); a 60x50 one fits no factor (x2: 12,000), and at brush size 0.5 it would be stylized at 120x100.
+LIMIT = 5000
+
+
+def _limit_cases() -> list[dict]:
+    upscale, stylize = "impasto-upscale", "impasto-stylize"
+    one = [("limit", (20, 16)), ("huge", (60, 50))]
+    layer = {name: [_layer("bg", INPUTS[name])] for name, _ in one}
+    size = dict(one)
+    return [
+        _case("limit-x4", "u8-non-linear", size["limit"], layer["limit"], upscale, {"factor": "x4"}, U8),
+        _case("limit-x2", "u8-non-linear", size["limit"], [_layer("bg", INPUTS["limit"])], upscale,
+              {"factor": "x2", "model": "bicubic"}, U8),
+        _case("limit-model", "u8-non-linear", (4, 3), [_layer("bg", INPUTS["limit"][:3, :4].copy())], upscale,
+              {"factor": "x4", "model": "srgan-x2"}, U8),
+        _case("limit-none", "u8-non-linear", size["huge"], layer["huge"], upscale, {"factor": "x2"}, U8),
+        _case("limit-brush", "u8-non-linear", size["huge"], [_layer("bg", INPUTS["huge"])], stylize,
+              {"style": "udnie", "brush-size": 0.5}, U8),
+        _case("limit-style", "u8-non-linear", (4, 3), [_layer("bg", INPUTS["limit"][:3, :4].copy())], stylize,
+              {"style": "no-such-style"}, U8),
     ]
 
 
@@ -189,6 +236,14 @@ def up(work: Path, backend: str) -> dict:
 @pytest.fixture(scope="module")
 def down(work: Path, unused_address: str) -> tuple[dict, str]:
     return _run_gimp(work, "down", _down_cases(), unused_address), unused_address
+
+
+@pytest.fixture(scope="module")
+def limited(work: Path) -> dict:
+    from impasto_serve_proc import ServeProcess
+
+    with ServeProcess("--max-pixels", str(LIMIT)) as server:
+        return _run_gimp(work, "limits", _limit_cases(), server.address)
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +288,9 @@ def test_upscale_into_a_new_image_leaves_the_original(up: dict, client: Any) -> 
     assert result["image"]["size"] == [9, 7]
     original = _read(up, _layer_info(result["image"], "bg")["pixels"], (7, 9, 4), np.uint8)
     np.testing.assert_array_equal(original, INPUTS["new"])
+    assert result["image"]["file"] == PHOTO
+    # Named as Krita names its upscaled document: the file's name and the factor.
+    assert result["result_image"]["file"] == "/tmp/photos/chelsea ×2.xcf"
     assert result["result_image"]["size"] == [18, 14]
     got = _read(up, _layer_info(result["result_image"], "bg")["pixels"], (14, 18, 4), np.uint8)
     np.testing.assert_array_equal(got, np.asarray(client.upscale(INPUTS["new"], 2)))
@@ -242,7 +300,8 @@ def test_stylize_adds_a_masked_layer_above_the_active_one(up: dict, client: Any)
     result = up["stylize"]
     assert result["status"] == "success", result["message"]
     layers = result["image"]["layers"]
-    assert [layer["name"] for layer in layers] == ["top", "Impasto: udnie", "bg"]
+    # Named as Krita names it: the style's display name.
+    assert [layer["name"] for layer in layers] == ["top", "Udnie", "bg"]
     new = layers[1]
     x, y, w, h = STYLE_REGION
     assert new["offsets"] == [5 + x, 7 + y] and new["size"] == [w, h]
@@ -312,3 +371,96 @@ def test_upscale_keeps_offsets_and_fills_only_the_selection(up: dict, client: An
     np.testing.assert_array_equal(got[5:13, 9:19], network[5:13, 9:19])
     # Outside it: GIMP's own scaling, which is not what the network made of this noise.
     assert not np.array_equal(got[:3], network[:3])
+
+
+def test_brush_size_changes_the_strokes(up: dict, client: Any) -> None:
+    result = up["brush"]
+    assert result["status"] == "success", result["message"]
+    assert [layer["name"] for layer in result["image"]["layers"]] == ["The Great Wave", "bg"]
+    got = _read(up, result["image"]["layers"][0]["pixels"], (48, 64, 4), np.uint8)
+    # Brush size 2: the backend processes the layer at half size.
+    np.testing.assert_array_equal(got, np.asarray(client.stylize(INPUTS["brush"], "wave", scale=0.5)))
+    assert not np.array_equal(got, np.asarray(client.stylize(INPUTS["brush"], "wave")))
+
+
+def _refused(results: dict, case: str, size: list[int], source: str) -> str:
+    """The message of a run refused before anything was sent; checks the image is as it was."""
+    result = results[case]
+    assert result["status"] == "execution-error", result
+    assert results["_progress"][case] == []  # no progress began: nothing was read or sent
+    image = result["image"]
+    assert image["size"] == size and [layer["name"] for layer in image["layers"]] == ["bg"]
+    h, w = size[1], size[0]
+    got = _read(results, image["layers"][0]["pixels"], (h, w, 4), np.uint8)
+    np.testing.assert_array_equal(got, INPUTS[source][:h, :w])
+    message = result["message"]
+    assert message.startswith("Impasto: ") and "--max-pixels" not in message, message
+    return message
+
+
+def test_a_factor_over_the_backends_limit_is_refused_before_sending(limited: dict) -> None:
+    message = _refused(limited, "limit-x4", [20, 16], "limit")
+    assert message == ("Impasto: ×4 would make 80×64 (5,120 pixels); the backend makes at most 5,000 pixels: "
+                       "choose ×2, "
+                       "or select a smaller part of the image")
+    # ×2 fits the same backend.
+    assert limited["limit-x2"]["status"] == "success", limited["limit-x2"]["message"]
+    assert limited["limit-x2"]["image"]["size"] == [40, 32]
+
+
+def test_a_model_of_another_factor_is_refused_before_sending(limited: dict) -> None:
+    message = _refused(limited, "limit-model", [4, 3], "limit")
+    assert message == "Impasto: model 'srgan-x2' upscales ×2, not ×4: choose ×2, or another model"
+
+
+def test_an_image_no_factor_fits_is_refused_with_what_to_do(limited: dict) -> None:
+    message = _refused(limited, "limit-none", [60, 50], "huge")
+    assert message.startswith("Impasto: this image is too large for the backend to upscale: ×2 would make 120×100")
+    assert "Select a smaller part of the image" in message
+
+
+def test_a_brush_too_small_for_the_limit_is_refused_with_the_smallest_that_fits(limited: dict) -> None:
+    message = _refused(limited, "limit-brush", [60, 50], "huge")
+    assert message == ("Impasto: at brush size 0.5 the layer is painted at 120×100 (12,000 pixels), over the "
+                       "backend's 5,000 pixels: use a brush size of 0.78 or more")
+
+
+def test_an_unknown_style_is_refused_with_the_backends_styles(limited: dict) -> None:
+    result = limited["limit-style"]
+    assert result["status"] == "calling-error"
+    assert "no style 'no-such-style'; it has" in result["message"] and "udnie" in result["message"]
+    assert limited["_progress"]["limit-style"] == []
+
+
+@pytest.mark.parametrize(("case", "title"), [("stylize", "Impasto style: Udnie"),
+                                             ("u8", "Upscaling ×4 with Impasto")])
+def test_progress_reaches_gimps_status_bar(up: dict, case: str, title: str) -> None:
+    calls = up["_progress"][case]
+    assert calls[0] == ["init", title, True]
+    assert calls[-1] == ["end", True]  # before the image changes: no Cancel can cut a write short
+    assert all(call[-1] is True for call in calls), calls  # GIMP took every call
+    fractions = [call[1] for call in calls if call[0] == "update"]
+    assert fractions and fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    texts = [call[1] for call in calls if call[0] == "set_text"]
+    assert texts and texts[-1].endswith("100%"), texts
+
+
+@pytest.fixture(scope="module")
+def gui(gimp: None) -> dict:
+    import gimp_gui
+
+    reason = gimp_gui.why_not()
+    if reason:  # a tool for the GUI run is missing, not GIMP: a skip even in CI, with what to install
+        pytest.skip(f"GIMP's GUI run unavailable: {reason}")
+    return gimp_gui.session()
+
+
+def test_gui_dialogs_progress_and_cancel(gui: dict) -> None:
+    """Real GIMP with its GUI under Xvfb (tests/integration/gimp_gui.py, which also writes the docs'
+    screenshots): the dialogs open from the menus' actions, OK in the style dialog adds a layer while the
+    status bar's progress bar fills, and Cancel in the status bar leaves the layers as they were and stops
+    the backend's job early."""
+    assert gui["progress_moved"], gui["progress_fills"]
+    assert gui["layer_added"]
+    assert gui["cancel_at"] and gui["cancel_left_layers"]
+    assert gui["backend_dropped_job"], gui["job_seconds"]

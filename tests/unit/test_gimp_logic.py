@@ -183,3 +183,195 @@ def test_requests_accept_gimps_none_for_empty_strings() -> None:
     assert logic.upscale_request(_job(), bytes(48), 2, None)["model"] == ""
     with pytest.raises(ValueError, match="style"):
         logic.stylize_request(_job(), bytes(48), None, 1.0, False, 0)
+
+
+# -- brush size ---------------------------------------------------------------------------------------
+
+def test_brush_size_is_the_inverse_of_the_processing_scale() -> None:
+    from impasto_common import SCALE
+
+    assert (logic.BRUSH.low, logic.BRUSH.high, logic.BRUSH.default) == (0.25, 4.0, 1.0)
+    assert logic.brush_to_scale(2.0) == 0.5 and logic.brush_to_scale(0.25) == SCALE.high
+    assert logic.brush_to_scale(4.0) == SCALE.low and logic.brush_to_scale(1.0) == SCALE.default
+    with pytest.raises(ValueError, match="brush size must be between 0.25 and 4"):
+        logic.brush_to_scale(8.0)
+
+
+def test_stylize_request_carries_the_scale_of_the_brush() -> None:
+    job = _job()
+    assert logic.stylize_request(job, bytes(48), "udnie", 1.0, False, 0)["scale"] == 1.0
+    assert logic.stylize_request(job, bytes(48), "udnie", 1.0, False, 0, 2.0)["scale"] == 0.5
+
+
+def test_the_backend_takes_the_brush_scale() -> None:
+    from impasto.limits import SCALE_MAX, SCALE_MIN
+
+    assert SCALE_MIN <= logic.brush_to_scale(logic.BRUSH.high) < logic.brush_to_scale(logic.BRUSH.low) <= SCALE_MAX
+
+
+# -- limits -------------------------------------------------------------------------------------------
+
+class Model:
+    def __init__(self, name: str, scale: int = 1, display_name: str = "") -> None:
+        self.name, self.scale, self.display_name = name, scale, display_name
+
+
+SR = [Model("srgan-x2", 2, "SRGAN x2"), Model("srgan-x4", 4, "SRGAN x4"), Model("impasto-x4", 4, "Impasto x4")]
+MP16 = 16_000_000  # the 12 MP photo fits, its x2 (48 MP) does not
+
+
+def test_stylize_fits_or_says_what_to_change() -> None:
+    assert logic.stylize_problem(4000, 3000, 1.0, MP16) == ""
+    assert logic.stylize_problem(4000, 3000, 1.0, 0) == ""  # limit unknown: the backend decides
+    # A smaller brush processes the layer larger: 0.5 paints a 12 MP layer at 48 MP.
+    problem = logic.stylize_problem(4000, 3000, 0.5, MP16)
+    assert problem.startswith("at brush size 0.5 the layer is painted at 8000×6000 (48 MP)")
+    assert problem.endswith("use a brush size of 0.87 or more")
+    assert logic.stylize_problem(4000, 3000, 0.87, MP16) == ""
+    assert logic.stylize_problem(4000, 3000, 0.86, MP16) != ""
+    assert "select a smaller part" in logic.stylize_problem(5000, 4000, 4.0, MP16)
+
+
+def test_smallest_brush_really_fits() -> None:
+    for w, h, limit in [(4000, 3000, MP16), (333, 777, 300_000), (640, 480, 400_000), (640, 480, 64_000_000)]:
+        brush = logic.smallest_brush(w, h, limit)
+        assert logic.stylize_problem(w, h, brush, limit) == ""
+        if brush > logic.BRUSH.low:
+            assert logic.stylize_problem(w, h, round(brush - 0.01, 2), limit) != ""
+
+
+def test_factors_the_limit_allows() -> None:
+    choices = logic.upscale_choices([(4000, 3000)], 64_000_000)
+    assert [(c.factor, c.enabled) for c in choices] == [(2, True), (4, False), (8, False)]
+    assert choices[1].reason == "×4 would make 16000×12000 (192 MP); the backend makes at most 64 MP"
+    # The largest of several layers decides.
+    choices = logic.upscale_choices([(10, 10), (100, 50), (20, 20)], 100 * 50 * 16)
+    assert [c.enabled for c in choices] == [True, True, False]
+    assert all(c.enabled for c in logic.upscale_choices([(100, 100)], 0))
+
+
+def test_pick_factor_prefers_the_wanted_then_the_nearest_below() -> None:
+    choices = logic.upscale_choices([(4000, 3000)], 64_000_000)
+    assert logic.pick_factor(choices, 4) == 2
+    assert logic.pick_factor(choices, 2) == 2
+    assert logic.pick_factor(logic.upscale_choices([(10, 10)], 0), 8) == 8
+    assert logic.pick_factor(logic.upscale_choices([(9000, 9000)], MP16), 4) is None
+
+
+def test_models_are_filtered_by_the_factor() -> None:
+    assert logic.model_choices(SR, 4) == [("", "Default for ×4"), ("bicubic", "Bicubic (no network)"),
+                                          ("srgan-x4", "SRGAN x4"), ("impasto-x4", "Impasto x4")]
+    # No model for x8: only plain resampling is offered.
+    assert logic.model_choices(SR, 8) == [("bicubic", "Bicubic (no network)")]
+
+
+def test_upscale_problems_before_sending() -> None:
+    photo = [(4000, 3000)]  # 12 MP
+    assert logic.upscale_problem(photo, 2, "", SR, 64_000_000) == ""
+    assert logic.upscale_problem(photo, 4, "", SR, 64_000_000) == (
+        "×4 would make 16000×12000 (192 MP); the backend makes at most 64 MP: choose ×2, or select a smaller "
+        "part of the image")
+    assert logic.upscale_problem([(10, 10)], 4, "srgan-x2", SR, 0) == (
+        "model 'srgan-x2' upscales ×2, not ×4: choose ×2, or another model")
+    assert "no model that upscales ×8 (its models upscale ×2, ×4)" in logic.upscale_problem([(10, 10)], 8, "", SR, 0)
+    assert logic.upscale_problem([(10, 10)], 8, "bicubic", SR, 0) == ""
+    assert logic.upscale_problem([(10, 10)], 4, "not-listed", SR, 0) == ""  # the backend names it
+    nothing = logic.upscale_problem([(9000, 9000)], 2, "", SR, MP16)
+    assert nothing.startswith("this image is too large for the backend to upscale: ×2 would make 18000×18000")
+    assert "Select a smaller part of the image" in nothing
+
+
+def test_unknown_style_is_named_with_what_the_backend_has() -> None:
+    styles = [Model("udnie"), Model("wave")]
+    assert logic.style_problem("udnie", styles) == ""
+    assert logic.style_problem("munch", styles) == "the backend has no style 'munch'; it has udnie, wave"
+    assert logic.style_problem("munch", []) == ""
+
+
+def test_megapixels() -> None:
+    assert [logic.megapixels(n) for n in (5000, 1_500_000, 12_000_000, 64_000_000)] == [
+        "5,000 pixels", "1.5 MP", "12 MP", "64 MP"]
+
+
+# -- naming -------------------------------------------------------------------------------------------
+
+def test_layer_names_follow_krita() -> None:
+    assert logic.layer_name("The Scream", logic.STYLIZE) == "The Scream"
+    assert logic.layer_name("  ", logic.STYLIZE) == "Impasto"
+    assert logic.layer_name("photo", logic.UPSCALE, 2) == "photo ×2"
+    assert logic.layer_name("", logic.UPSCALE, 4) == "Untitled ×4"
+    with pytest.raises(ValueError, match="operation"):
+        logic.layer_name("x", "sharpen")
+
+
+def test_display_name_and_upscaled_file_name() -> None:
+    styles = [Model("scream", display_name="The Scream"), Model("bare")]
+    assert logic.display_name(styles, "scream") == "The Scream"
+    assert logic.display_name(styles, "bare") == "bare"
+    assert logic.display_name(styles, "other") == "other"
+    assert logic.upscaled_file_name("photo.jpg", 2) == "photo ×2.xcf"
+    assert logic.upscaled_file_name("my.holiday.png", 8) == "my.holiday ×8.xcf"
+
+
+# -- progress in the status bar -----------------------------------------------------------------------
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _status(count: int = 1, stages: tuple[str, ...] = ("stylize",)) -> tuple[object, list, Clock]:
+    shown: list[tuple[str | None, float | None]] = []
+    clock = Clock()
+    return logic.ProgressStatus(lambda t, f: shown.append((t, f)), count, stages, clock), shown, clock
+
+
+def test_status_shows_the_queue_then_the_fraction_with_time_left() -> None:
+    status, shown, clock = _status()
+    report = status.job(0, "The Scream")
+    report("queued", 0.0, 2)
+    report("queued", 0.0, 2)  # nothing new: nothing shown
+    report("queued", 0.0, 1)
+    report("queued", 0.0, 0)
+    report("loading", 0.0, 0)
+    report("stylize", 0.0, 0)  # the work begins: the clock starts
+    clock.now += 0.5
+    report("stylize", 0.1, 0)  # too early to tell the rate
+    clock.now += 1.5
+    report("stylize", 0.25, 0)  # 25% in 2 s: 6 s left, shown as 10 s
+    clock.now += 2.0
+    report("stylize", 0.5, 0)
+    assert shown == [
+        ("The Scream: waiting for the backend, 2 jobs ahead", None),
+        ("The Scream: waiting for the backend, 1 job ahead", None),
+        ("The Scream: waiting for the backend", None),
+        ("The Scream: loading the model", None),
+        ("The Scream: 0%", None),
+        ("The Scream: 10%", 0.1),
+        ("The Scream: 25%, about 10 s left", 0.25),
+        ("The Scream: 50%, about 5 s left", 0.5),
+    ]
+
+
+def test_status_minutes_and_stages() -> None:
+    status, shown, clock = _status(2, ("stylize", "refine"))
+    report = status.job(1, "Layer 2")  # the second of two jobs starts at half way
+    report("stylize", 0.0, 0)
+    clock.now += 60
+    report("refine", 0.2, 0)  # 0.8 of the whole, from 0.5 in a minute: 40 s more
+    assert shown[-1] == ("Layer 2: refining, 80%, about 40 s left", 0.8)
+    clock.now += 600
+    report("refine", 0.4, 0)  # 0.85 after 11 minutes: 0.35 in 660 s, 0.15 left
+    assert shown[-1] == ("Layer 2: refining, 85%, about 5 min left", 0.85)
+    report("refine", 0.4, 0)
+    assert len(shown) == 3
+
+
+@pytest.mark.parametrize(("elapsed", "done", "left", "text"), [
+    (0.5, 0.5, 0.5, ""), (10, 0.01, 0.99, ""), (10, 0.5, 0.0, ""), (2, 0.5, 0.5, "about 5 s left"),
+    (30, 0.25, 0.75, "about 90 s left"), (100, 0.4, 0.6, "about 3 min left")])
+def test_time_left(elapsed: float, done: float, left: float, text: str) -> None:
+    assert logic.time_left(elapsed, done, left) == text

@@ -2,11 +2,13 @@
 """Impasto for GIMP 3: super-resolution (Image > Upscale with Impasto...) and neural style transfer
 (Filters > Artistic > Impasto Style...), computed by the Impasto backend (`impasto serve`) over gRPC.
 
-This file is the only part that talks to GIMP; the decisions live in impasto_logic.py. Each run reads
-the pixels and gets the backend's answer first, and only then changes the image, inside one undo group:
-a backend that is down or fails leaves the image as it was.
+This file and the dialogs (impasto_dialogs.py) talk to GIMP; the decisions live in impasto_logic.py.
+Each run asks the backend for its models and limits and refuses what it would refuse before any pixels
+travel, then reads the pixels and gets the backend's answer, and only then changes the image, inside one
+undo group: a backend that is down, refuses or fails, or a Cancel, leaves the image as it was.
 """
 
+import json
 import os
 import sys
 import traceback
@@ -33,7 +35,7 @@ import gi  # noqa: E402
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 import impasto_logic as logic  # noqa: E402
-from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
+from gi.repository import Gegl, Gimp, Gio, GLib, GObject  # noqa: E402
 from impasto_common import FACTORS, REFINE, STRENGTH  # noqa: E402
 
 try:
@@ -47,12 +49,7 @@ STYLIZE = "impasto-stylize"
 _RW = GObject.ParamFlags.READWRITE
 
 
-class PluginError(Exception):
-    """A problem to show the user as is; `calling` marks bad arguments rather than a failed run."""
-
-    def __init__(self, message, calling=False):
-        super().__init__(message)
-        self.calling = calling
+PluginError = logic.PluginError
 
 
 # -- GIMP pixels --------------------------------------------------------------------------------------
@@ -98,27 +95,94 @@ def _backend_call(fn, **kwargs):
         raise PluginError(logic.user_message(exc)) from None
 
 
+class Backend:
+    """The backend for one run: its client, and its models and pixel limit, asked once (the dialog and
+    the run both need them) and before any pixels travel."""
+
+    def __init__(self, kind):
+        self.client = _client()
+        self.kind = kind
+        self._models = None
+        self._max_pixels = None
+
+    @property
+    def models(self):
+        if self._models is None:
+            self._models = _backend_call(self.client.list_models, kind=self.kind)
+        return self._models
+
+    @property
+    def max_pixels(self):
+        if self._max_pixels is None:
+            self._max_pixels = _backend_call(self.client.server_info).max_pixels
+        return self._max_pixels
+
+
+class Status:
+    """GIMP's progress in the status bar (with its Cancel button) for one run.
+
+    Cancel in GIMP 3 ends the plug-in's process (app/plug-in/gimpplugin-progress.c closes it): the
+    connection drops and the backend stops the job. So the progress ends before the image changes:
+    from then on there is no Cancel that could leave the image half-changed.
+    With IMPASTO_GIMP_PROGRESS_LOG set (the tests), each call and GIMP's answer also goes to that file as a
+    JSON line."""
+
+    def __init__(self, text):
+        self._log = os.environ.get("IMPASTO_GIMP_PROGRESS_LOG")
+        self._call("init", Gimp.progress_init, text)
+
+    def show(self, text, fraction):
+        if text is not None:
+            self._call("set_text", Gimp.progress_set_text, text)
+        if fraction is not None:
+            self._call("update", Gimp.progress_update, fraction)
+
+    def end(self):
+        self._call("end", Gimp.progress_end)
+
+    def _call(self, name, fn, *args):
+        answer = fn(*args)
+        if self._log:
+            with open(self._log, "a", encoding="utf-8") as f:
+                f.write(json.dumps([name, *args, bool(answer)], ensure_ascii=False) + "\n")
+        return answer
+
+
 # -- upscale ------------------------------------------------------------------------------------------
 
-def upscale(image, drawables, factor, model, new_image):
-    """Upscale the image by `factor`, filling each selected layer with the network's output (within the
-    selection, if any). Returns the image that holds the result: `image`, or a new one."""
+def _upscale_jobs(drawables):
+    """(layer, region) for each selected layer the selection touches; PluginError when none is a layer."""
     layers = [d for d in drawables if isinstance(d, Gimp.Layer) and not d.is_group()]
     if not layers:
         raise PluginError("select at least one layer (group layers are scaled with the image)", calling=True)
-    client = _client()
-    Gimp.progress_init(f"Upscaling ×{factor} with Impasto")
-    done = []  # (layer, job, result bytes): every answer is in before the image changes
-    for index, layer in enumerate(layers):
+    jobs = []
+    for layer in layers:
         region = logic.work_region(_mask_bounds(layer), layer.get_width(), layer.get_height(),
                                    logic.UPSCALE_MARGIN)
-        if region is None:
-            continue  # the selection misses this layer: GIMP's own scaling is all it gets
+        if region is not None:  # else the selection misses this layer: GIMP's own scaling is all it gets
+            jobs.append((layer, region))
+    return jobs
+
+
+def upscale(image, drawables, factor, model, new_image, backend):
+    """Upscale the image by `factor`, filling each selected layer with the network's output (within the
+    selection, if any). Returns the image that holds the result: `image`, or a new one."""
+    jobs = _upscale_jobs(drawables)
+    problem = logic.upscale_problem([(r.width, r.height) for _, r in jobs], factor, model,
+                                    backend.models if (model or "").strip() != "bicubic" else [],
+                                    backend.max_pixels)
+    if problem:
+        raise PluginError(problem)
+    status = Status(f"Upscaling ×{factor} with Impasto")
+    progress = logic.ProgressStatus(status.show, len(jobs), ("upscale",))
+    done = []  # (layer, job, result bytes): every answer is in before the image changes
+    for index, (layer, region) in enumerate(jobs):
         job = logic.ImageJob(region, _formats(image, layer.has_alpha()))
         request = logic.upscale_request(job, _read(layer, region, job.formats.babl), factor, model)
-        progress = logic.progress_mapper(Gimp.progress_update, index, len(layers), ("upscale",))
-        result = _backend_call(client.upscale, **request, progress=progress)
+        title = f"Upscaling “{layer.get_name()}” ×{factor}"
+        result = _backend_call(backend.client.upscale, **request, progress=progress.job(index, title))
         done.append((layer, job, logic.check_result(result, job, factor)))
+    status.end()
 
     target = image
     if new_image:
@@ -127,6 +191,7 @@ def upscale(image, drawables, factor, model, new_image):
         copies = logic.flatten(target.get_layers(), _children)
         originals = logic.flatten(image.get_layers(), _children)
         done = [(copies[originals.index(layer)], job, data) for layer, job, data in done]
+        _name_upscaled(image, target, factor)
     else:
         image.undo_group_start()
     try:
@@ -142,14 +207,21 @@ def upscale(image, drawables, factor, model, new_image):
             target.undo_enable()
         else:
             image.undo_group_end()
-    Gimp.progress_update(1.0)
     return target
+
+
+def _name_upscaled(image, target, factor):
+    """The new image is named as Krita names its upscaled document: "photo ×2" (as photo ×2.xcf beside the
+    original). An image without a file stays untitled."""
+    source = image.get_file()
+    if source is not None and source.get_path():
+        name = logic.upscaled_file_name(source.get_basename(), factor)
+        target.set_file(Gio.File.new_for_path(os.path.join(os.path.dirname(source.get_path()), name)))
 
 
 # -- stylize ------------------------------------------------------------------------------------------
 
-def stylize(image, drawables, style, strength, preserve_colors, refine):
-    """Stylize the selected layer into a new layer above it, masked to the selection. Returns the layer."""
+def _stylize_region(drawables):
     if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
         raise PluginError("select exactly one layer to stylize", calling=True)
     source = drawables[0]
@@ -157,23 +229,35 @@ def stylize(image, drawables, style, strength, preserve_colors, refine):
                                logic.STYLIZE_MARGIN)
     if region is None:
         raise PluginError("the selection does not overlap the selected layer", calling=True)
-    client = _client()
-    Gimp.progress_init(f"Impasto style: {style}")
+    return source, region
+
+
+def stylize(image, drawables, style, strength, preserve_colors, refine, brush, backend):
+    """Stylize the selected layer into a new layer above it, masked to the selection. Returns the layer."""
+    source, region = _stylize_region(drawables)
+    problem = logic.style_problem(style, backend.models)
+    if problem:
+        raise PluginError(problem, calling=True)
+    problem = logic.stylize_problem(region.width, region.height, brush, backend.max_pixels)
+    if problem:
+        raise PluginError(problem)
+    name = logic.layer_name(logic.display_name(backend.models, style), logic.STYLIZE)
     # Always with alpha, so the new layer keeps the source's transparency whatever the source has.
     job = logic.ImageJob(region, _formats(image, True))
     request = logic.stylize_request(job, _read(source, region, job.formats.babl), style, strength,
-                                    preserve_colors, refine)
-    stages = ("stylize", "refine") if refine else ("stylize",)
-    progress = logic.progress_mapper(Gimp.progress_update, 0, 1, stages)
-    data = logic.check_result(_backend_call(client.stylize, **request, progress=progress), job)
+                                    preserve_colors, refine, brush)
+    status = Status(f"Impasto style: {name}")
+    progress = logic.ProgressStatus(status.show, 1, ("stylize", "refine") if refine else ("stylize",))
+    result = _backend_call(backend.client.stylize, **request, progress=progress.job(0, name))
+    data = logic.check_result(result, job)
+    status.end()
 
     place = logic.stylize_placement(region, source.get_offsets()[1:])
     kind = Gimp.ImageType.GRAYA_IMAGE if image.get_base_type() == Gimp.ImageBaseType.GRAY \
         else Gimp.ImageType.RGBA_IMAGE
     image.undo_group_start()
     try:
-        layer = Gimp.Layer.new(image, f"Impasto: {style}", place.width, place.height, kind, 100.0,
-                               Gimp.LayerMode.NORMAL)
+        layer = Gimp.Layer.new(image, name, place.width, place.height, kind, 100.0, Gimp.LayerMode.NORMAL)
         # Same parent and index as the source: inserting there puts the new layer directly above it.
         image.insert_layer(layer, source.get_parent(), image.get_item_position(source))
         layer.set_offsets(place.x, place.y)
@@ -183,46 +267,10 @@ def stylize(image, drawables, style, strength, preserve_colors, refine):
         layer.update(0, 0, place.width, place.height)
     finally:
         image.undo_group_end()
-    Gimp.progress_update(1.0)
     return layer
 
 
-# -- dialogs ------------------------------------------------------------------------------------------
-
-def _dialog(procedure, config, title, properties, model_property, kind):
-    """Show GIMP's procedure dialog, plus a list of the backend's models (which GIMP cannot know when
-    it registers the procedure). False when the user cancels."""
-    gi.require_version("GimpUi", "3.0")
-    gi.require_version("Gtk", "3.0")
-    from gi.repository import GimpUi, Gtk
-
-    # Asking for the models first also means a backend that is down is reported before any dialog.
-    models = _backend_call(_client().list_models, kind=kind)
-    GimpUi.init("impasto")
-    dialog = GimpUi.ProcedureDialog.new(procedure, config, title)
-    dialog.fill(properties)
-    current = config.get_property(model_property)
-    combo = Gtk.ComboBoxText.new_with_entry()  # with an entry: a model name can also be typed
-    if kind == "sr":
-        combo.append("", "Default for the scale")
-        combo.append("bicubic", "Bicubic (no network)")
-    for model in models:
-        combo.append(model.name, model.display_name)
-    if not combo.set_active_id(current or ""):
-        combo.get_child().set_text(current or "")
-    row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=6)
-    row.pack_start(Gtk.Label(label="Style" if kind == "style" else "Model"), False, False, 0)
-    row.pack_start(combo, True, True, 0)
-    area = dialog.get_content_area()
-    area.pack_start(row, False, False, 6)
-    area.reorder_child(row, 0)  # the model is the first choice to make
-    row.show_all()
-    accepted = dialog.run()
-    if accepted:
-        config.set_property(model_property, combo.get_active_id() or combo.get_child().get_text().strip())
-    dialog.destroy()
-    return accepted
-
+# -- runs ---------------------------------------------------------------------------------------------
 
 def _success(procedure, *values):
     result = procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, None)
@@ -232,13 +280,15 @@ def _success(procedure, *values):
     return result
 
 
-def _run(procedure, run_mode, config, title, properties, model_property, kind, body):
-    """Shared frame of both procedures: dialog, then body(), then errors as GIMP return values."""
+def _run(procedure, run_mode, kind, dialog, body):
+    """Shared frame of both procedures: the backend, the dialog, then body(), and errors as GIMP return
+    values. The backend is asked for its models and limits first, so one that is down is reported before
+    any dialog."""
     try:
-        if run_mode == Gimp.RunMode.INTERACTIVE:
-            if not _dialog(procedure, config, title, properties, model_property, kind):
-                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
-        values = body()
+        backend = Backend(kind)
+        if run_mode == Gimp.RunMode.INTERACTIVE and not dialog(backend):
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
+        values = body(backend)
         Gimp.displays_flush()
         return _success(procedure, *values)
     except Exception as exc:
@@ -254,26 +304,37 @@ def _run(procedure, run_mode, config, title, properties, model_property, kind, b
 
 
 def run_upscale(procedure, run_mode, image, drawables, config, data):
-    def body():
+    def dialog(backend):
+        import impasto_dialogs
+
+        sizes = [(r.width, r.height) for _, r in _upscale_jobs(drawables)]
+        return impasto_dialogs.upscale_dialog(procedure, config, backend, sizes)
+
+    def body(backend):
         factor = logic.parse_factor(config.get_property("factor"))
         target = upscale(image, drawables, factor, config.get_property("model"),
-                         config.get_property("new-image"))
+                         config.get_property("new-image"), backend)
         if target != image and run_mode == Gimp.RunMode.INTERACTIVE:
             Gimp.Display.new(target)
         return (GObject.Value(Gimp.Image, target),)
 
-    return _run(procedure, run_mode, config, "Upscale with Impasto", ["factor", "new-image"], "model", "sr",
-                body)
+    return _run(procedure, run_mode, "sr", dialog, body)
 
 
 def run_stylize(procedure, run_mode, image, drawables, config, data):
-    def body():
+    def dialog(backend):
+        import impasto_dialogs
+
+        region = _stylize_region(drawables)[1]
+        return impasto_dialogs.stylize_dialog(procedure, config, backend, (region.width, region.height))
+
+    def body(backend):
         layer = stylize(image, drawables, config.get_property("style"), config.get_property("strength"),
-                        config.get_property("preserve-colors"), config.get_property("refine"))
+                        config.get_property("preserve-colors"), config.get_property("refine"),
+                        config.get_property("brush-size"), backend)
         return (GObject.Value(Gimp.Layer, layer),)
 
-    return _run(procedure, run_mode, config, "Impasto Style", ["strength", "preserve-colors", "refine"],
-                "style", "style", body)
+    return _run(procedure, run_mode, "style", dialog, body)
 
 
 # -- registration -------------------------------------------------------------------------------------
@@ -320,6 +381,10 @@ class Impasto(Gimp.PlugIn):
                 name)
             procedure.add_string_argument("style", "St_yle", "Style model name (see `impasto models list`)",
                                           "udnie", _RW)
+            procedure.add_double_argument("brush-size", "_Brush size",
+                                          "Size of the style's strokes: 2 paints them twice as big (the layer "
+                                          "is processed at half size), 0.5 a finer texture",
+                                          logic.BRUSH.low, logic.BRUSH.high, logic.BRUSH.default, _RW)
             procedure.add_double_argument("strength", "S_trength", "Blend with the original: 0 none, 1 full",
                                           STRENGTH.low, STRENGTH.high, STRENGTH.default, _RW)
             procedure.add_boolean_argument("preserve-colors", "_Preserve colours",

@@ -7,17 +7,23 @@ the plug-ins share (formats, Rect, option ranges, progress words) comes from imp
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from impasto_common import (
     DEFAULT_ADDRESS,
     FACTORS,
+    LOADING,
+    QUEUED,
+    SCALE,
     STRENGTH,
     WAITING_STAGES,
     Progress,
+    Range,
     Rect,
     bytes_per_pixel,
     format_name,
@@ -31,6 +37,14 @@ DEFAULT_FACTOR = 4
 # selection anyway. Style nets have a wide receptive field, SR nets a narrow one.
 STYLIZE_MARGIN = 32
 UPSCALE_MARGIN = 8
+
+
+class PluginError(Exception):
+    """A problem to show the user as is; `calling` marks bad arguments rather than a failed run."""
+
+    def __init__(self, message: str, calling: bool = False) -> None:
+        super().__init__(message)
+        self.calling = calling
 
 
 # -- pixel formats -----------------------------------------------------------------------------------
@@ -95,6 +109,20 @@ def stylize_placement(region: Rect, layer_offsets: tuple[int, int]) -> Rect:
     return region.translate(*layer_offsets)
 
 
+# -- brush size --------------------------------------------------------------------------------------
+# The brush size is the inverse of the backend's processing scale, as in Krita: a network paints strokes of
+# a fixed size in the pixels it processes, so processing at half size (scale 0.5) makes the strokes twice
+# as big on the layer. SCALE's range, inverted: 1/4 to 4.
+
+BRUSH = Range("brush size", 1.0 / SCALE.high, 1.0 / SCALE.low, 1.0 / SCALE.default)
+
+
+def brush_to_scale(brush: float) -> float:
+    """The processing scale for a brush size (ValueError outside BRUSH)."""
+    BRUSH.check(brush)
+    return SCALE.clamp(1.0 / brush)
+
+
 # -- arguments and requests --------------------------------------------------------------------------
 
 def parse_factor(choice: str | int) -> int:
@@ -141,14 +169,14 @@ def upscale_request(job: ImageJob, data: bytes, factor: int, model: str | None) 
 
 
 def stylize_request(job: ImageJob, data: bytes, style: str | None, strength: float, preserve_colors: bool,
-                    refine: int) -> dict[str, Any]:
-    """Keyword arguments for ImpastoClient.stylize."""
+                    refine: int, brush: float = BRUSH.default) -> dict[str, Any]:
+    """Keyword arguments for ImpastoClient.stylize; `brush` is the brush size (see BRUSH)."""
     style = (style or "").strip()
     if not style:
         raise ValueError("choose a style (one of the backend's style models)")
     STRENGTH.check(strength)
     return {**job.image_args(data), "style": style, "strength": float(strength),
-            "preserve_colors": bool(preserve_colors), "refine": int(refine)}
+            "preserve_colors": bool(preserve_colors), "refine": int(refine), "scale": brush_to_scale(brush)}
 
 
 def check_result(result: Any, job: ImageJob, factor: int = 1) -> bytes:
@@ -192,6 +220,239 @@ def progress_mapper(update: Callable[[float], None], index: int, count: int,
             update(value)
 
     return on_progress
+
+
+class ProgressStatus:
+    """What the status bar says while the backend works: the client's reports (stage, fraction, queue
+    position) of `count` jobs, each with `stages`, become `show(text, fraction)` calls, None meaning
+    "unchanged". Waiting shows the queue position, working the percentage and, once the fraction has
+    moved for a while, the time left at the rate it moved since the work began."""
+
+    def __init__(self, show: Callable[[str | None, float | None], None], count: int, stages: tuple[str, ...],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._show = show
+        self._count = count
+        self._stages = stages
+        self._clock = clock
+        self._text = ""
+        self.fraction = 0.0
+        self._start: tuple[float, float] | None = None  # (time, fraction) when the work began
+
+    def job(self, index: int, title: str) -> Progress:
+        """The client's progress callback for job `index`; `title` starts each text ("The Scream")."""
+        def moved(value: float) -> None:
+            self.fraction = value
+
+        mapper = progress_mapper(moved, index, self._count, self._stages)
+        self.fraction = max(self.fraction, index / self._count)  # where the bar stands as this job begins
+
+        def on_progress(stage: str, fraction: float, position: int) -> None:
+            before = self.fraction
+            if stage == QUEUED:
+                text = f"{title}: waiting for the backend"
+                if position > 0:
+                    text += f", {position} job{'s' if position > 1 else ''} ahead"
+            elif stage == LOADING:
+                text = f"{title}: loading the model"
+            else:
+                mapper(stage, fraction, position)
+                text = self.working_text(title, stage)
+            self._emit(text, self.fraction if self.fraction != before else None)
+
+        return on_progress
+
+    def working_text(self, title: str, stage: str) -> str:
+        now = self._clock()
+        if self._start is None:
+            self._start = (now, self.fraction)
+        text = f"{title}: {'refining, ' if stage == 'refine' else ''}{math.floor(self.fraction * 100)}%"
+        left = time_left(now - self._start[0], self.fraction - self._start[1], 1.0 - self.fraction)
+        return text + (f", {left}" if left else "")
+
+    def _emit(self, text: str, fraction: float | None) -> None:
+        changed = text if text != self._text else None
+        self._text = text
+        if changed is not None or fraction is not None:
+            self._show(changed, fraction)
+
+
+def time_left(elapsed: float, done: float, remaining: float) -> str:
+    """"about 40 s left" when `done` of the work took `elapsed` seconds and `remaining` is left; "" until
+    the rate means something (a second and 2% in) or when nothing is left. Rounded up to 5 s, or to
+    minutes past two minutes, so the text does not flicker."""
+    if elapsed < 1.0 or done < 0.02 or remaining <= 0:
+        return ""
+    seconds = elapsed * remaining / done
+    if seconds > 120:
+        return f"about {math.ceil(seconds / 60)} min left"
+    return f"about {max(5, 5 * math.ceil(seconds / 5))} s left"
+
+
+# -- limits, checked before anything is sent ----------------------------------------------------------
+# The backend refuses an image (or its upscaled or processing size) over server_info().max_pixels, and a
+# model of another scale than the factor. Saying so before the pixels travel, in words about what the
+# artist can change in GIMP, beats the backend's refusal after the upload. A max_pixels of 0: unknown.
+
+def megapixels(pixels: int) -> str:
+    mp = pixels / 1e6
+    if mp < 0.1:
+        return f"{pixels:,} pixels"
+    return f"{mp:.0f} MP" if mp >= 10 else f"{mp:.1f} MP"
+
+
+def _size(width: int, height: int) -> str:
+    return f"{width}×{height} ({megapixels(width * height)})"
+
+
+def processing_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """The size the backend resizes a layer to before stylizing, rounded as it rounds."""
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def smallest_brush(width: int, height: int, max_pixels: int) -> float:
+    """The smallest brush size (in hundredths) at which a width x height layer fits `max_pixels`."""
+    brush = max(BRUSH.low, math.ceil(100 * math.sqrt(width * height / max_pixels)) / 100)
+    while brush < BRUSH.high:
+        w, h = processing_size(width, height, brush_to_scale(brush))
+        if w * h <= max_pixels:
+            break
+        brush = round(brush + 0.01, 2)
+    return min(brush, BRUSH.high)
+
+
+def stylize_problem(width: int, height: int, brush: float, max_pixels: int) -> str:
+    """Why the backend would refuse to stylize a width x height region at this brush size; "" if not."""
+    if not max_pixels:
+        return ""
+    if width * height > max_pixels:
+        return (f"the part of the layer to stylize is {_size(width, height)}, and the backend takes at most "
+                f"{megapixels(max_pixels)}: select a smaller part of the layer")
+    w, h = processing_size(width, height, brush_to_scale(brush))
+    if w * h > max_pixels:
+        return (f"at brush size {brush:g} the layer is painted at {_size(w, h)}, over the backend's "
+                f"{megapixels(max_pixels)}: use a brush size of {smallest_brush(width, height, max_pixels):g} "
+                "or more")
+    return ""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One upscaling factor and whether it can be used now; `reason` says why not."""
+
+    factor: int
+    enabled: bool
+    reason: str = ""
+
+
+def upscale_choices(sizes: Sequence[tuple[int, int]], max_pixels: int) -> list[Choice]:
+    """Each factor of FACTORS for regions of these sizes (one per layer to send): enabled when the largest
+    result stays within `max_pixels`."""
+    width, height = max(sizes, key=lambda s: s[0] * s[1], default=(0, 0))
+    choices = []
+    for f in FACTORS:
+        w, h = width * f, height * f
+        if max_pixels and w * h > max_pixels:
+            choices.append(Choice(f, False, f"×{f} would make {_size(w, h)}; the backend makes at most "
+                                            f"{megapixels(max_pixels)}"))
+        else:
+            choices.append(Choice(f, True))
+    return choices
+
+
+def pick_factor(choices: Sequence[Choice], wanted: int) -> int | None:
+    """`wanted` if it can be used, else the nearest usable factor below it, else above; None: none can."""
+    usable = [c.factor for c in choices if c.enabled]
+    if wanted in usable:
+        return wanted
+    below = [f for f in usable if f < wanted]
+    return max(below) if below else (min(usable) if usable else None)
+
+
+def nothing_fits(choices: Sequence[Choice]) -> str:
+    """The message when no factor can be used (the smallest one's reason says by how much)."""
+    return (f"this image is too large for the backend to upscale: {choices[0].reason}. Select a smaller part "
+            "of the image (the result outside the selection is GIMP's own scaling)")
+
+
+def sr_models(models: Iterable[Any], factor: int) -> list[Any]:
+    """The super-resolution models that upscale by `factor`."""
+    return [m for m in models if m.scale == factor]
+
+
+def model_choices(models: Iterable[Any], factor: int) -> list[tuple[str, str]]:
+    """(model argument, label) pairs the upscale dialog offers for `factor`: the backend's default when it
+    has a model for the factor, plain resampling, and each model for the factor."""
+    fitting = sr_models(models, factor)
+    default = [("", f"Default for ×{factor}")] if fitting else []
+    return default + [("bicubic", "Bicubic (no network)")] + [(m.name, m.display_name) for m in fitting]
+
+
+def model_problem(model: str | None, factor: int, models: Sequence[Any]) -> str:
+    """Why the backend would refuse `model` (the procedure's argument) at `factor`; "" if not, or when the
+    name is not in `models` (the backend says what it knows)."""
+    model = (model or "").strip()
+    if model == "bicubic":
+        return ""
+    if not model:
+        if sr_models(models, factor):
+            return ""
+        scales = sorted({m.scale for m in models})
+        offered = ", ".join(f"×{s}" for s in scales) or "no factor"
+        return f"the backend has no model that upscales ×{factor} (its models upscale {offered}): choose " \
+               "another factor, or Bicubic"
+    for m in models:
+        if m.name == model and m.scale != factor:
+            return f"model {model!r} upscales ×{m.scale}, not ×{factor}: choose ×{m.scale}, or another model"
+    return ""
+
+
+def upscale_problem(sizes: Sequence[tuple[int, int]], factor: int, model: str | None, models: Sequence[Any],
+                    max_pixels: int) -> str:
+    """Why the backend would refuse this upscale; "" if it would not."""
+    choices = upscale_choices(sizes, max_pixels)
+    if not any(c.enabled for c in choices):
+        return nothing_fits(choices)
+    chosen = next(c for c in choices if c.factor == factor)
+    if not chosen.enabled:
+        usable = ", ".join(f"×{c.factor}" for c in choices if c.enabled)
+        return f"{chosen.reason}: choose {usable}, or select a smaller part of the image"
+    return model_problem(model, factor, models)
+
+
+def style_problem(style: str | None, models: Sequence[Any]) -> str:
+    """Why the backend would refuse `style`; "" if not (or when it lists no models to compare with)."""
+    style = (style or "").strip()
+    if not models or any(m.name == style for m in models):
+        return ""
+    return f"the backend has no style {style!r}; it has {', '.join(m.name for m in models)}"
+
+
+# -- naming results ----------------------------------------------------------------------------------
+# Krita's rule, so a result reads the same in both editors. Temporary: impasto_common gains the same
+# layer_name for both plugins, and this one then goes.
+
+STYLIZE, UPSCALE = "stylize", "upscale"
+
+
+def layer_name(display_name: str, op: str, factor: int | None = None) -> str:
+    """The name of a result: a stylized layer after its style's display name ("The Scream"), an upscaled
+    image after what was upscaled and the factor ("photo ×2")."""
+    if op == UPSCALE:
+        return f"{display_name.strip() or 'Untitled'} ×{factor}"
+    if op == STYLIZE:
+        return display_name.strip() or "Impasto"
+    raise ValueError(f"unknown operation {op!r}")
+
+
+def display_name(models: Iterable[Any], name: str) -> str:
+    """The model's display name as the backend lists it, or its name."""
+    return next((m.display_name for m in models if m.name == name and m.display_name), name)
+
+
+def upscaled_file_name(file_name: str, factor: int) -> str:
+    """The new image's file for an upscaled copy of `file_name`: "photo.jpg" -> "photo ×2.xcf" (GIMP
+    names an image after its file; it saves as XCF)."""
+    return layer_name(os.path.splitext(file_name)[0], UPSCALE, factor) + ".xcf"
 
 
 # -- layer trees -------------------------------------------------------------------------------------
