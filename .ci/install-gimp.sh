@@ -10,8 +10,8 @@
 set -eu
 
 ROOT=${IMPASTO_GIMP_ROOT:-/var/cache/impasto/gimp-root}
-PACKAGES="gimp python3-gi gir1.2-gimp-3.0 gir1.2-gegl-0.4 gir1.2-babl-0.1"
-STAMP="$ROOT/.impasto-gimp-ready"
+PACKAGES="gimp python3-gi gir1.2-gimp-3.0 gir1.2-gegl-0.4 gir1.2-babl-0.1 xdotool"  # xdotool: the GUI test
+STAMP="$ROOT/.impasto-gimp-ready-2"  # -2: PACKAGES gained xdotool; an older chroot gets it added
 
 log() { echo "install-gimp: $*" >&2; }
 
