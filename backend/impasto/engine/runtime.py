@@ -35,6 +35,7 @@ from torch import nn
 from impasto.cancel import CancelToken
 from impasto.engine.export import PlanModule, Unsupported, export_module
 from impasto.errors import InvalidArgument
+from impasto.models.fileformat import sha256_file
 from impasto.nets.spec import NetSpec, Network, spec_of
 
 log = logging.getLogger(__name__)
@@ -122,14 +123,6 @@ def module_sha(net: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def entry_dir(sha: str, precision: str, version: str) -> Path:
     tag = re.sub(r"[^0-9A-Za-z.]+", "_", version.split("-")[0])
     return cache_root() / "openvino" / f"{sha[:32]}-{precision}-ov{tag}-x{EXPORT_VERSION}"
@@ -152,7 +145,7 @@ def _read_entry(folder: Path, version: str) -> Entry | None:
         if meta.get("openvino") != version or meta.get("export_version") != EXPORT_VERSION:
             return None
         for name in ("model.xml", "model.bin"):
-            if _file_sha(folder / name) != meta["files"][name]:
+            if sha256_file(folder / name) != meta["files"][name]:
                 return None
         return Entry(_read_model(folder / "model.xml"), meta["precision"], meta["bf16_levels"])
     except Exception as exc:  # any damage at all means: rebuild
@@ -183,7 +176,7 @@ def _build_entry(folder: Path, net: nn.Module, precision: str, version: str) -> 
             entry = Entry(model, "bf16" if levels <= BF16_MAX_LEVELS else "f32", levels)
             if entry.precision != precision:
                 log.info("bf16 moves this network's output by up to %.1f levels; it runs in f32", levels)
-        files = {name: _file_sha(tmp / name) for name in ("model.xml", "model.bin")}
+        files = {name: sha256_file(tmp / name) for name in ("model.xml", "model.bin")}
         meta = {"openvino": version, "export_version": EXPORT_VERSION, "files": files,
                 "precision": entry.precision, "bf16_levels": entry.bf16_levels}
         (tmp / "entry.json").write_text(json.dumps(meta, indent=1))
