@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -135,3 +136,56 @@ def test_tls(tmp_path: Path) -> None:
         assert plugin.echo(image.tobytes(), 8, 8, "RGBA_F32").data == image.tobytes()
         with Client(server.address) as plain, pytest.raises(errors.ImpastoError):
             plain.echo(image)  # plain TCP to a TLS port fails
+
+
+class Started:
+    """Progress sink: set once the "stylize" stage has begun (the job is running, not queued)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __call__(self, stage: str, fraction: float, *_: object) -> None:
+        if stage == "stylize":
+            self.event.set()
+
+
+@pytest.mark.parametrize("runtime", ["torch", "openvino"])
+def test_sigterm_during_a_long_whole_image_job_exits_cleanly(runtime: str) -> None:
+    """Issue 13: a SIGTERM during a whole-image job once ended in SIGABRT ("terminate called without an active
+    exception"). With no grace the job is cancelled mid-call, and the server must exit 0 within seconds."""
+    server = ServeProcess("--runtime", runtime, "--grace", "0")
+    try:
+        with Client(server.address) as client:
+            client.stylize(make_image(32, 32, "uint8"), "udnie")  # loaded (and converted) before the big job
+            started = Started()
+            job = Background(lambda: client.stylize(make_image(2048, 2048, "uint8", channels=3), "udnie",
+                                                    progress=started))
+            assert started.event.wait(60)
+            time.sleep(0.3)  # well inside the call (a 2048x2048 call takes over a second on either runtime)
+            server.proc.terminate()
+            start = time.monotonic()
+            assert server.proc.wait(30) == 0, "".join(server.stderr)
+            assert time.monotonic() - start < 10
+            job.join(30)
+        assert job.result is None and isinstance(job.error, errors.Cancelled | errors.Unavailable), job.error
+        err = "".join(server.stderr)
+        assert "terminate called" not in err and "Traceback" not in err, err
+    finally:
+        server.stop()
+
+
+def test_a_result_finished_during_the_grace_period_is_delivered() -> None:
+    server = ServeProcess("--runtime", "torch", "--grace", "60")
+    try:
+        with Client(server.address) as client:
+            started = Started()
+            image = make_image(1024, 1024, "uint8", channels=3)
+            job = Background(lambda: client.stylize(image, "udnie", progress=started))
+            assert started.event.wait(60)
+            server.proc.terminate()  # the job finishes within the grace period: its image still arrives
+            job.join(120)
+            assert job.error is None, job.error
+            assert job.result.shape == image.shape and job.result.dtype == np.uint8
+            assert server.proc.wait(30) == 0, "".join(server.stderr)
+    finally:
+        server.stop()

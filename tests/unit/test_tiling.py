@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from impasto.cancel import CancelToken
+from impasto.engine import whole
 from impasto.engine.tiling import RunConfig, run_network
-from impasto.errors import ResourceExhausted
-from impasto.nets.engstrom import convert_ml5, engstrom_from_state
-from impasto.nets.johnson import johnson_from_state
+from impasto.errors import Cancelled, ResourceExhausted
+from impasto.nets.engstrom import build_engstrom, convert_ml5, engstrom_from_state
+from impasto.nets.johnson import build_johnson, johnson_from_state
+from impasto.nets.spec import spec_of
 from impasto.nets.srgan import srgan_from_state
 
 
@@ -94,3 +97,73 @@ def test_tiny_images_run_on_every_family(h: int, w: int) -> None:
         assert (out.height, out.width) == (h * scale, w * scale)
         if scale == 1:
             assert np.array_equal(out.array[..., 3], buf.array[..., 3])  # alpha passes through untouched
+
+
+# ---- whole-image calls step by step: progress and cancel inside one call (engine/whole.py) ----
+
+
+def _tiny_pace() -> whole._Pace:
+    return whole._Pace(rate=2e5)  # so slow that every layer is split into bands of a few rows
+
+
+@pytest.mark.parametrize("build", [build_johnson, build_engstrom])
+@pytest.mark.parametrize("autocast", [None, torch.bfloat16])
+def test_stepped_plan_equals_forward(build, autocast: torch.dtype | None) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(1)
+    net = build(widths=(8, 16, 32), res_blocks=2).eval()
+    x = torch.rand(1, 3, 52, 44) * 255
+    seen: list[float] = []
+    ctx = torch.autocast("cpu", dtype=autocast) if autocast else torch.autocast("cpu", enabled=False)
+    with torch.inference_mode(), ctx:
+        want = net(x)
+        got = whole.run_plan_stepped(net.spec.plan, x, lambda s, f: seen.append(f), None, "stylize",
+                                     pace=_tiny_pace())[..., :52, :44]
+    assert got.dtype == want.dtype
+    if autocast is None:  # fp32: the same result as the forward to 1e-5 of the range (measured: bit for bit)
+        assert (got - want).abs().max() <= 1e-5 * 255
+    else:  # bf16 convolutions on a band of rows round differently: within one bf16 step (2^-7) of the largest value
+        assert (got.float() - want.float()).abs().max() <= 2**-7 * want.float().abs().max()
+    assert len(set(seen)) > 2 * len(net.spec.plan)  # banded: more events than steps
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+
+
+def test_run_network_whole_reports_progress_and_equals_forward() -> None:
+    torch.manual_seed(2)
+    net = build_johnson(widths=(8, 16, 32), res_blocks=1).eval()
+    x = torch.rand(1, 3, 40, 36) * 255
+    seen: list[tuple[str, float]] = []
+    got = run_network(net, x, RunConfig(), lambda s, f: seen.append((s, f)), stage="stylize")
+    with torch.inference_mode():
+        want = net(x)
+    assert torch.equal(got, want)
+    fractions = [f for s, f in seen if s == "stylize"]
+    assert len(set(fractions)) >= 3 and fractions == sorted(fractions)
+
+
+def test_cancel_stops_a_whole_image_call_between_bands() -> None:
+    net = build_johnson(widths=(8, 16, 32), res_blocks=1).eval()
+    token, calls = CancelToken(), []
+
+    def progress(stage: str, fraction: float) -> None:
+        calls.append(fraction)
+        if len(calls) == 3:
+            token.cancel()
+
+    with pytest.raises(Cancelled), torch.inference_mode():
+        whole.run_plan_stepped(net.spec.plan, torch.rand(1, 3, 48, 48) * 255, progress, token, "s", _tiny_pace())
+    assert len(calls) == 3  # nothing ran after the cancel
+
+
+def test_sr_whole_call_reports_progress_per_conv_and_equals_forward(nets: dict) -> None:
+    net = nets["srgan"]
+    x = torch.rand(1, 3, 24, 20) * 255
+    seen: list[float] = []
+    got = run_network(net, x, RunConfig(), lambda s, f: seen.append(f))
+    with torch.inference_mode():
+        want = net(x)
+    assert torch.equal(got, want)
+    assert len(set(seen)) >= 5 and seen == sorted(seen)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled), torch.inference_mode():
+        whole.run_local_stepped(net, x, spec_of(net).halo, lambda s, f: None, token, "upscale")

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ import torch
 from torch import nn
 
 from impasto.cancel import CancelToken
+from impasto.engine import whole
 from impasto.engine.export import PlanModule, Unsupported, export_module
 from impasto.errors import InvalidArgument
 from impasto.models.fileformat import sha256_file
@@ -47,7 +49,9 @@ CACHE_ENV = "IMPASTO_CACHE"
 # that traced wrong (a size frozen at the example's) is off by tens of levels.
 CHECK_LEVELS = 0.5
 BF16_MAX_LEVELS = 0.015 * 255  # bf16 only where it stays this close to fp32 (issue 13 allows 2% at 1024x1024)
-POLL_MS = 100  # how often a running inference looks at its cancel token
+POLL_MS = 100  # how often a running inference looks at its cancel token (and reports progress)
+MIN_RATE_MPX = 0.06  # calls this big (~256x256) or more measure the rate that progress estimates from
+PROGRESS_CAP = 0.95  # a time-based estimate never claims more than this before the result is there
 # the bundled sample photos: one alone does not predict the largest difference on other photos (measured:
 # wreck 2.6 levels on astronaut, 6.4 on chelsea)
 CALIBRATION_PHOTOS = tuple(Path(__file__).resolve().parent.parent / "data" / "samples" / f"{name}.png"
@@ -301,12 +305,22 @@ class OpenVINONet(Network):
         super().__init__()
         self.compiled, self.precision = compiled, precision
         self._spec, self.arch = spec_of(like), getattr(like, "arch", "")
+        self._sec_per_mpx: float | None = None  # measured on the last call of at least MIN_RATE_MPX (progress)
 
     @property
     def spec(self) -> NetSpec:
         return self._spec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run one inference, polling every POLL_MS: the cancel token of `cancel_scope` (a cancel or deadline
+        stops the inference within about POLL_MS) and, inside `whole.network_progress`, progress.
+
+        OpenVINO says nothing about how far an inference has got, so progress is an honest time estimate:
+        fraction = elapsed / expected, where expected is the seconds per megapixel measured on this net's
+        earlier calls (of at least MIN_RATE_MPX, below which fixed overhead dominates) times this call's
+        megapixels, capped at PROGRESS_CAP until the result is there. Before any such call has been measured
+        there is nothing to base an estimate on: the fraction stays 0 (the stage still shows the work started),
+        rather than inventing a curve."""
         import openvino as ov
 
         arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
@@ -314,17 +328,30 @@ class OpenVINONet(Network):
         # should not hold a 4096x4096 image's activations between jobs
         request = self.compiled.create_infer_request()
         request.set_input_tensor(ov.Tensor(arr, shared_memory=True))
-        cancel = _cancel.get()
+        cancel, report = _cancel.get(), whole.current_progress()
         if cancel is not None:
             cancel.check()
+        mpx = x.shape[-2] * x.shape[-1] / 1e6
+        expected = self._sec_per_mpx * mpx if self._sec_per_mpx is not None else None
+        started = time.monotonic()
         request.start_async()
         try:
             while not request.wait_for(POLL_MS):  # cancel and deadlines are seen within about POLL_MS
                 if cancel is not None:
                     cancel.check()
+                if report is not None:
+                    progress, stage = report
+                    elapsed = time.monotonic() - started
+                    progress(stage, 0.0 if expected is None else min(elapsed / max(expected, 1e-6), PROGRESS_CAP))
         except BaseException:
             request.cancel()
+            # wait for the cancelled inference to end: a request destroyed (or a process exiting) while its
+            # inference still runs on OpenVINO's threads aborts the process ("terminate called without ...")
+            with contextlib.suppress(Exception):
+                request.wait()
             raise
+        if mpx >= MIN_RATE_MPX:
+            self._sec_per_mpx = (time.monotonic() - started) / mpx
         return torch.from_numpy(request.get_output_tensor(0).data.copy())
 
 

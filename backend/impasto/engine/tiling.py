@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from impasto.cancel import CancelToken, Progress, no_progress
+from impasto.engine import whole
 from impasto.errors import OutOfMemory, ResourceExhausted
 from impasto.nets.blocks import Act, Add, Layer, Norm, Plan, Push, Spatial, UpsampleConvLayer
 from impasto.nets.spec import NetSpec, spec_of
@@ -262,6 +263,23 @@ def whole_bytes(spec: NetSpec, h: int, w: int) -> float:
     return local_bytes_per_pixel(spec) * h * w
 
 
+def _run_whole(net: nn.Module, spec: NetSpec, x: torch.Tensor, cfg: RunConfig, progress: Progress,
+               cancel: CancelToken | None, stage: str, compiled: nn.Module | None) -> torch.Tensor:
+    """One whole-image call that still reports progress and sees a cancel well within a second (issue 13):
+    - a torch style net: its plan step by step, big layers in row bands (engine/whole.py), = its forward;
+    - a torch SR net: one call, with progress and a cancel check at every convolution (engine/whole.py);
+    - torch.compile, or OpenVINO (which polls the cancel token and reports time-based progress itself through
+      `network_progress`): one call."""
+    h, w = x.shape[-2:]
+    with torch.inference_mode(), _autocast(cfg):
+        if compiled is None and spec.plan is not None:
+            return whole.run_plan_stepped(spec.plan, x.to(cfg.device), progress, cancel, stage)[..., :h, :w]
+        if compiled is None and whole.is_torch_net(net):
+            return whole.run_local_stepped(net, x.to(cfg.device), spec.halo, progress, cancel, stage)
+        with whole.network_progress(progress, stage):
+            return (compiled if compiled is not None else net)(x.to(cfg.device))
+
+
 def run_network(
     net: nn.Module,
     x: torch.Tensor,
@@ -282,8 +300,7 @@ def run_network(
             if cancel is not None:
                 cancel.check()
             progress(stage, 0.0)
-            with torch.inference_mode(), _autocast(cfg):
-                y = (compiled if compiled is not None else net)(xp.to(cfg.device))
+            y = _run_whole(net, spec, xp, cfg, progress, cancel, stage, compiled)
             progress(stage, 1.0)
             return y.float().cpu()[..., : h * scale, : w * scale]
         except _OOM as exc:

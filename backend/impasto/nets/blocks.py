@@ -211,27 +211,35 @@ def _full(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
+def run_step(step: Step, x: torch.Tensor, stack: list[torch.Tensor]) -> torch.Tensor:
+    """Execute one plan step on a whole tensor (`stack` holds the skips); `run_plan` is this in a loop, and the
+    engine's whole-image runner calls it step by step to report progress and see a cancel between steps."""
+    match step:
+        case Norm(norm=inorm):
+            # statistics in fp32 even under bf16/fp16 autocast: reduced-precision means and variances
+            # are the main source of autocast error in these nets
+            with torch.autocast(x.device.type, enabled=False):
+                return inorm(_full(x))
+        case Layer(op=op) if op.precise:
+            with torch.autocast(x.device.type, enabled=False):
+                return op(_full(x))
+        case Layer(op=op):
+            return op(x)
+        case Act(fn=fn):
+            return fn(x)
+        case Push():
+            stack.append(x)
+            return x
+        case Add():
+            return x + stack.pop()
+    raise TypeError(f"not a plan step: {step!r}")
+
+
 def run_plan(plan: Plan, x: torch.Tensor) -> torch.Tensor:
     """Execute a plan on whole tensors (the untiled path)."""
     stack: list[torch.Tensor] = []
     for step in plan:
-        match step:
-            case Norm(norm=inorm):
-                # statistics in fp32 even under bf16/fp16 autocast: reduced-precision means and variances
-                # are the main source of autocast error in these nets
-                with torch.autocast(x.device.type, enabled=False):
-                    x = inorm(_full(x))
-            case Layer(op=op) if op.precise:
-                with torch.autocast(x.device.type, enabled=False):
-                    x = op(_full(x))
-            case Layer(op=op):
-                x = op(x)
-            case Act(fn=fn):
-                x = fn(x)
-            case Push():
-                stack.append(x)
-            case Add():
-                x = x + stack.pop()
+        x = run_step(step, x, stack)
     return x
 
 

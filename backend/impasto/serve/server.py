@@ -381,8 +381,10 @@ class ImpastoServer:
         grace = self.config.grace if grace is None else grace
         self.health.enter_graceful_shutdown()
         self.jobs.shutdown(grace)
-        # The handlers of cancelled jobs still need a moment to send their CANCELLED status.
-        self.server.stop(1.0).wait()
+        # A job that finished within the grace period still has its result to send (a 2048x2048 float image is
+        # 64 MB): its handler gets as long again, or 1 s, to deliver it rather than have it thrown away. Handlers
+        # of cancelled jobs only send their CANCELLED status; `wait` returns as soon as every handler is done.
+        self.server.stop(max(grace, 1.0)).wait()
         self.idle.close()
 
     def wait(self, timeout: float | None = None) -> bool:
