@@ -14,19 +14,40 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from impasto.nets.vgg import LossNet
 
 
+class _Gram(torch.autograd.Function):
+    """ψψᵀ / n with a backward of one matrix product, (dG + dGᵀ) ψ / n: autograd's own backward of ψ @ ψᵀ takes
+    two (one per factor) and adds two (B, C, HW) results, which at a megapixel costs more than the forward."""
+
+    @staticmethod
+    def forward(ctx: Any, psi: Tensor, n: float) -> Tensor:
+        ctx.save_for_backward(psi)
+        ctx.n = n
+        with torch.autocast(psi.device.type, enabled=False):  # fp32 even inside an autocast region
+            return psi @ psi.transpose(1, 2) / n
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (psi,) = ctx.saved_tensors
+        return (grad + grad.transpose(1, 2)) @ psi / ctx.n, None
+
+
 def gram(features: Tensor) -> Tensor:
-    """(B, C, H, W) -> (B, C, C), normalised by C·H·W (paper eq. 3). Computed in fp32 so AMP cannot overflow."""
+    """(B, C, H, W) -> (B, C, C), normalised by C·H·W (paper eq. 3). Computed in fp32 even under autocast (which
+    would otherwise run the product in bf16/fp16), so AMP can neither overflow it nor round it."""
     b, c, h, w = features.shape
     psi = features.float().reshape(b, c, h * w)
-    return psi @ psi.transpose(1, 2) / (c * h * w)
+    return _Gram.apply(psi, float(c * h * w))  # type: ignore[no-any-return]
 
 
 def feature_loss(output: Tensor, target: Tensor) -> Tensor:
