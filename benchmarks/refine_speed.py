@@ -234,22 +234,25 @@ def _plot(plt: Any, report: dict[str, Any]) -> None:
     if not speed:
         _plot_curves(plt, report)
         return
-    styles = list(speed["styles"])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    width = 0.8 / max(1, len(styles))
-    for i, name in enumerate(styles):
-        rows = speed["styles"][name]["rows"]
-        xs = [j + (i - (len(styles) - 1) / 2) * width for j in range(len(rows))]
-        axes[0].bar(xs, [r["wall_s"] for r in rows.values()], width, label=name)
-        axes[1].bar(xs, [r["vs_start"] for r in rows.values()], width, label=name)
-    for ax in axes:
-        ax.set_xticks(range(len(speed["modes"])), speed["modes"], fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, entry in speed["styles"].items():
+        rows = entry["rows"]
+        xs = np.arange(len(rows))
+        axes[0].bar(xs - 0.2, [r["wall_s"] for r in rows.values()], 0.4, label=f"{name}: wall")
+        axes[0].bar(xs + 0.2, [r["cpu_s"] for r in rows.values()], 0.4, label=f"{name}: process CPU")
+        for x, r in zip(xs, rows.values(), strict=True):
+            axes[0].annotate(f"load {r['load_average']:.1f}", (x, r["wall_s"]), ha="center", va="bottom", fontsize=7)
+        axes[1].bar(xs, [r["vs_start"] for r in rows.values()], 0.6, label=name)
+        axes[0].set_xticks(xs, list(rows), fontsize=8)
+        axes[1].set_xticks(xs, list(rows), fontsize=8)
     axes[0].axhline(60, color="k", ls="--", lw=0.8)
-    axes[0].set_ylabel(f"seconds for {speed['iterations']} iterations (wall)")
-    axes[1].set_ylabel("full-size loss / feed-forward loss")
+    axes[0].set_ylabel(f"seconds for {speed['iterations']} iterations")
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("full-size fp32 loss / feed-forward loss")
     axes[0].legend(fontsize=7)
     w, h = speed["size"]
     fig.suptitle(f"Refinement at {w}x{h}, {speed['iterations']} iterations; {common.where(report)}", fontsize=9)
+    fig.tight_layout()
 
 
 def _plot_curves(plt: Any, report: dict[str, Any]) -> None:
