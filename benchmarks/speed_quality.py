@@ -11,10 +11,10 @@ from the network's output. For each content photo / bundled style pair this scri
      we trained (`impasto train style`), the very loss it was trained on (from its descriptor); for the
      converted ones, impasto.train.gatys defaults (offline VGG-19, content relu3_3, style relu1_2/relu2_2/relu3_3,
      style weight 1e2);
-  3. runs Gatys (L-BFGS, one evaluation per iteration) from the content photo, from noise, and from the
-     feed-forward output (as `stylize --refine` does: the first step scaled to grey levels, and a line
-     search, so a few more evaluations per iteration), recording the loss after each iteration against wall
-     time;
+  3. runs Gatys (impasto.train.gatys: L-BFGS whose first step moves the most-pulled pixel by 32 grey levels,
+     then about one evaluation per iteration, backtracking only when a step would raise the loss) from the
+     content photo, from noise, and from the feed-forward output (what `stylize --refine` runs at this size),
+     recording the loss after each iteration against wall time;
   4. prints the iteration and time at which each Gatys run first reaches the feed-forward loss, and the
      speed-up of the feed-forward network at equal loss (Gatys time to reach it / feed-forward time).
 The run from the feed-forward output starts the clock at the feed-forward time. Caveat: the converted networks
@@ -99,15 +99,14 @@ def gatys_curve(content: torch.Tensor, style: torch.Tensor, init: Any, iteration
         cpu_stamps.append(time.process_time())
 
     start, cpu_start = time.perf_counter(), time.process_time()
-    # from the feed-forward output: what `stylize --refine N` runs (a scaled first step with a line search)
-    first_step = gatys.REFINE_FIRST_STEP if isinstance(init, torch.Tensor) else 0.0
     result = gatys.run(content.to(dev), style.to(dev), init=init, iterations=iterations, device=dev,
-                       progress=progress, first_step=first_step, **loss)
+                       progress=progress, **loss)
     # history[k] scores the pixels left after k iterations, which existed at the k-th progress call
     times = [offset] + [offset + s - start for s in stamps]
     # process CPU time beside wall time: on a shared machine the wall clock mostly measures the queue
     cpu = [cpu_offset] + [cpu_offset + c - cpu_start for c in cpu_stamps]
-    return {"history": result.history[: len(times)], "times_s": times, "cpu_s": cpu, "final_terms": result.terms}
+    return {"history": result.history[: len(times)], "times_s": times, "cpu_s": cpu, "final_terms": result.terms,
+            "evaluations": result.evaluations}
 
 
 def first_reach(curve: dict[str, Any], target: float) -> tuple[int | None, float | None, float | None]:
@@ -195,7 +194,8 @@ def _run(args: Any) -> int:
         "objective": "impasto.train.gatys defaults (content MSE relu3_3 + 1e2 x Gram MSE relu1_2/relu2_2/relu3_3 on "
                      "the "
                      "offline VGG-19) for converted networks; a network we trained: its own training loss (per "
-                     "pair under 'objective'); L-BFGS lr 1, one evaluation per iteration",
+                     "pair under 'objective'); impasto.train.lbfgs (first step 32 grey levels, backtracking), the same "
+                     "for all three starts",
         "feedforward": f"Engine.stylize (RGBA u8), autocast {precision}, median of {runs} after 1 warm-up",
         "size_long_side": size, "iterations": iterations,
         "pairs": results,

@@ -81,6 +81,21 @@ def test_speed_quality(tmp_path: Path) -> None:
     assert pair["gatys"]["feedforward"]["history"][0] == pytest.approx(pair["feedforward"]["loss"], rel=1e-4)
 
 
+@pytest.mark.usefixtures("shared")
+def test_refine_speed(tmp_path: Path) -> None:
+    r = _run("refine_speed", tmp_path)
+    _has(r, "machine", "speed", "curves", "load_average_before_after")
+    for style in r["speed"]["styles"].values():
+        _has(style, "start_loss", "rows", "feedforward_wall_s", "engine_stylize_refine_s")
+        assert style["rows"]["full-fp32"]["vs_full_fp32"] == 1.0
+        for row in style["rows"].values():
+            _has(row, "wall_s", "cpu_s", "evaluations", "loss", "vs_full_fp32", "vs_start", "load_average")
+    for run in r["curves"]["runs"]:
+        assert run["falls_every_step"] and len(run["history"]) == r["curves"]["iterations"] + 1
+    if (tmp_path / "refine_speed.png").exists():  # with matplotlib: the curves and crops land in --out-dir
+        assert (tmp_path / "refine-curves.png").exists() and (tmp_path / "refine-crops.png").exists()
+
+
 def test_transport(tmp_path: Path) -> None:
     r = _run("transport", tmp_path)
     _has(r, "machine", "runs", "medians_s", "all_s")

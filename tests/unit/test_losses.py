@@ -53,3 +53,40 @@ def test_perceptual_loss_terms_and_weights() -> None:
     only_c = PerceptualLoss(net, "relu2_2", (), LossWeights(content=1, style=0, tv=0))
     _, t2 = only_c(style.expand(2, -1, -1, -1), content)
     assert set(t2) == {"content", "total"}
+
+
+def test_gram_gradient_matches_autograd_of_the_plain_product() -> None:
+    # gram() has its own backward (one matrix product instead of two); it must equal autograd's of ψψᵀ/(CHW)
+    from impasto.train.losses import _Gram
+
+    psi = torch.randn(2, 5, 30, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: _Gram.apply(t, 150.0), (psi,))
+    f = torch.randn(2, 5, 6, 5, requires_grad=True)
+    weights = torch.randn(2, 5, 5)
+    (gram(f) * weights).sum().backward()
+    ours = f.grad
+    f2 = f.detach().clone().requires_grad_(True)
+    p = f2.reshape(2, 5, 30)
+    ((p @ p.transpose(1, 2) / 150) * weights).sum().backward()
+    torch.testing.assert_close(ours, f2.grad)
+
+
+def test_gram_of_bf16_features_is_fp32_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    # under autocast the features are bf16; the Gram and its gradient are still computed in fp32, a few columns
+    # at a time (slices of 7 here, so the last one is partial)
+    import impasto.train.losses as losses
+
+    monkeypatch.setattr(losses, "_CHUNK", 7)
+    f = torch.randn(2, 6, 5, 9).bfloat16().requires_grad_(True)
+    weights = torch.randn(2, 6, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        g = gram(f)
+    assert g.dtype == torch.float32
+    (g * weights).sum().backward()
+    wide = f.detach().float().requires_grad_(True)
+    p = wide.reshape(2, 6, 45)
+    ref = p @ p.transpose(1, 2) / 270
+    (ref * weights).sum().backward()
+    torch.testing.assert_close(g, ref)
+    assert f.grad is not None and f.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(f.grad.float(), wide.grad, atol=2e-3, rtol=1e-2)  # rounded to bf16 at the end

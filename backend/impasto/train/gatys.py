@@ -3,13 +3,15 @@ Neural Networks"), used on its own (a style image with no trained network) and a
 starts from a feed-forward result (Johnson et al. 2016 §4.1 compare their networks against exactly this
 objective; starting from the network's output, a few iterations lower it further).
 
-The image is optimised directly in RGB 0-255 space and clamped to [0, 255] after every step.
+The image is optimised directly in RGB 0-255 space and kept inside [0, 255]: L-BFGS (the default) by
+impasto.train.lbfgs, which projects its trial points onto the box and accepts only steps that lower the
+loss; Adam clamps after every step.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -18,6 +20,7 @@ from torch import Tensor
 
 from impasto.cancel import CancelToken, Progress
 from impasto.nets.vgg import LOSS_NETS, LossNet, load_loss_net
+from impasto.train.lbfgs import ProjectedLbfgs
 from impasto.train.losses import LossWeights, PerceptualLoss
 
 # Measured on chicago x starry_night at 256 px (docs/training.md): with MSE content and MSE-of-Gram/(CHW)
@@ -25,12 +28,20 @@ from impasto.train.losses import LossWeights, PerceptualLoss
 DEFAULT_STYLE_WEIGHT = 1e2
 DEFAULT_CONTENT_WEIGHT = 1.0
 
+# L-BFGS's first trial step, in grey levels of the most-pulled pixel (the line search shortens it when it
+# overshoots). Measured with torch's L-BFGS before (loss after 1/2/3/5/12 iterations as a fraction of the
+# feed-forward loss): scream x chicago at 192 px 0.45/0.27/0.23/0.15/0.07 (torch's own first step, 1/|g|_1:
+# 1.00/0.40/0.27/0.18/0.07), wave x tubingen 0.64/0.34/0.30/0.16/0.06 (torch's: 1.00/1.68/0.37/0.23/0.06);
+# 8 levels was too timid. The same first step serves Gatys from the photo or from noise.
+FIRST_STEP = 32.0
+
 
 @dataclass
 class GatysResult:
     image: Tensor  # (1, 3, H, W) RGB 0-255
     history: list[float] = field(default_factory=list)  # total loss at the start and after each iteration
     terms: dict[str, float] = field(default_factory=dict)  # the last iteration's unweighted terms
+    evaluations: int = 0  # loss + gradient evaluations spent (one per iteration, more where L-BFGS backtracked)
 
 
 _NET_CACHE: dict[tuple[str, str, str | None], LossNet] = {}
@@ -77,19 +88,26 @@ def run(
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
     seed: int = 0,
-    first_step: float = 0.0,
+    first_step: float = FIRST_STEP,
+    autocast: torch.dtype | None = None,
 ) -> GatysResult:
     """Minimise λ_c ℓ_feat + λ_s Σ ℓ_style + λ_TV ℓ_TV over the pixels of an image.
 
     `content` and `style` are (1, 3, H, W) RGB 0-255 (they may differ in size). `optimizer` is ``lbfgs``
-    (default, lr 1) or ``adam`` (lr 10 in 0-255 units). `progress(stage, fraction)` and `cancel.check()` are
-    called between iterations; a cancel raises `Cancelled` out of here. A weight of None means the default
-    (content 1, style 1e2, TV 0)."""
+    (default; `lr` is the step tried first after the first iteration, 1 = the quasi-Newton step; the first
+    moves the most-pulled pixel by `first_step` grey levels) or ``adam`` (lr 10 in 0-255 units).
+    `history[k]` is the loss of the pixels after k iterations. `autocast` (e.g. torch.bfloat16) runs the loss
+    network's convolutions in that precision (Gram matrices and losses stay fp32; the style and content
+    targets are computed in fp32). `progress(stage, fraction)` and `cancel.check()` are called between
+    iterations; a cancel raises `Cancelled` out of here. A weight of None means the default (content 1,
+    style 1e2, TV 0)."""
     device = torch.device(device)
     entry = LOSS_NETS[loss_net] if loss_net in LOSS_NETS else None
     if entry is None:
         load_loss_net(loss_net)  # raises NotFound with the list of choices
         raise AssertionError
+    if optimizer not in ("lbfgs", "adam"):
+        raise ValueError(f"optimizer must be 'lbfgs' or 'adam', not {optimizer!r}")
     net = _loss_net(loss_net, device, vgg16_weights)
     criterion = PerceptualLoss(
         net,
@@ -104,80 +122,75 @@ def run(
     content = content.to(device, torch.float32)
     criterion.set_style(style.to(device, torch.float32))
     content_feats = criterion.content_targets(content)
-    gen = torch.Generator().manual_seed(seed)
-    image = _init_image(init, content, gen).requires_grad_(True)
+    image = _init_image(init, content, torch.Generator().manual_seed(seed))
+
+    def score(x: Tensor) -> tuple[Tensor, dict[str, float]]:
+        with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+            return criterion(x, content, content_feats)
 
     if optimizer == "lbfgs":
-        # One L-BFGS iteration per step() keeps its curvature history across steps (torch keeps it in the
-        # optimizer state) while letting us clamp, report and honour cancel between iterations.
-        # With a first step (refinement) each iteration also runs a strong-Wolfe line search, so no step can
-        # raise the loss: a few more evaluations per iteration, worth it when there are only a few iterations.
-        opt: torch.optim.Optimizer = torch.optim.LBFGS(
-            [image], lr=lr or 1.0, max_iter=1, history_size=50, tolerance_grad=0.0, tolerance_change=0.0,
-            line_search_fn="strong_wolfe" if first_step > 0 else None,
-        )
-    elif optimizer == "adam":
-        opt = torch.optim.Adam([image], lr=lr or 10.0)
-    else:
-        raise ValueError(f"optimizer must be 'lbfgs' or 'adam', not {optimizer!r}")
+        return _run_lbfgs(score, image, iterations, lr, first_step, progress, cancel)
+    return _run_adam(score, image, iterations, lr, progress, cancel)
 
-    last_terms: dict[str, float] = {}
-    step_start: list[float] = []  # the loss at the pixels a step starts from (its first evaluation)
 
-    def closure() -> Tensor:
-        nonlocal last_terms
-        opt.zero_grad(set_to_none=True)
-        loss, last_terms = criterion(image, content, content_feats)
-        if not step_start:
-            step_start.append(last_terms["total"])
-        loss.backward()
-        return loss
+Score = Callable[[Tensor], tuple[Tensor, dict[str, float]]]  # pixels -> (total loss, unweighted terms)
 
-    # Each step's first evaluation is at the pixels the previous step left (after the clamp), so those values
-    # are the history (a line search evaluates more points after it); one forward pass at the end scores the
-    # returned image.
-    history: list[float] = []
-    first_lr = None
-    if first_step > 0 and optimizer == "lbfgs" and iterations > 0:
-        # torch scales L-BFGS's first step to lr/|g|_1: on an image that moves the most-pulled pixel by a tiny
-        # fraction of a grey level, so the first iteration changes nothing and the second, taken with a
-        # curvature estimate from that non-step, can overshoot (docs/benchmarks.md, section 4). Starting from
-        # the photo over hundreds of iterations that does not matter; for a short refinement it does. So the
-        # first step moves the pixel with the largest gradient by `first_step` grey levels instead (one extra
-        # loss evaluation to measure the gradient).
-        closure()
-        g = image.grad.detach()  # type: ignore[union-attr]
-        gmax = float(g.abs().max())
-        if gmax > 0:
-            first_lr = first_step * max(float(g.abs().sum()), 1.0) / gmax
+
+def _run_lbfgs(score: Score, image: Tensor, iterations: int, lr: float | None, first_step: float,
+               progress: Progress | None, cancel: CancelToken | None) -> GatysResult:
+    scored: list[tuple[Tensor, dict[str, float]]] = []  # the newest evaluation: its pixels and terms
+
+    def evaluate(x: Tensor) -> tuple[float, Tensor]:
+        xg = x.detach().requires_grad_(True)
+        loss, terms = score(xg)
+        (grad,) = torch.autograd.grad(loss, xg)
+        scored[:] = [(x, terms)]
+        return terms["total"], grad
+
+    opt = ProjectedLbfgs(evaluate, first_step=first_step, step_length=lr or 1.0)
+    # history[k] is the loss of the pixels after k iterations: the evaluation each iteration accepted
+    history = [opt.start(image)]
+    terms = scored[0][1]
     for it in range(iterations):
         if cancel is not None:
             cancel.check()
-        if first_lr is not None:
-            for group in opt.param_groups:
-                group["lr"] = first_lr if it == 0 else (lr or 1.0)
-        step_start.clear()
-        opt.step(closure)  # type: ignore[arg-type]  # torch accepts a tensor-valued closure
-        history.append(step_start[0])
+        history.append(opt.step())
+        if scored[0][0] is opt.x:
+            terms = scored[0][1]
+        if progress is not None:
+            progress("gatys", (it + 1) / iterations)
+    return GatysResult(opt.x, history, terms, opt.evaluations)
+
+
+def _run_adam(score: Score, image: Tensor, iterations: int, lr: float | None, progress: Progress | None,
+              cancel: CancelToken | None) -> GatysResult:
+    image = image.requires_grad_(True)
+    opt = torch.optim.Adam([image], lr=lr or 10.0)
+    history: list[float] = []
+    for it in range(iterations):
+        if cancel is not None:
+            cancel.check()
+        opt.zero_grad(set_to_none=True)
+        loss, terms = score(image)
+        history.append(terms["total"])  # the loss of the pixels the previous iteration left
+        loss.backward()
+        opt.step()
         with torch.no_grad():
             image.clamp_(0, 255)
-        if not math.isfinite(last_terms["total"]):
-            break  # diverged (too large an Adam lr); the clamp keeps pixels valid, so stop rather than spin
+        if not math.isfinite(terms["total"]):
+            break  # diverged (too large an lr); the clamp keeps pixels valid, so stop rather than spin
         if progress is not None:
             progress("gatys", (it + 1) / iterations)
     with torch.no_grad():
-        last_terms = criterion(image, content, content_feats)[1]
-    history.append(last_terms["total"])
-    return GatysResult(image.detach(), history, last_terms)
+        terms = score(image)[1]
+    history.append(terms["total"])
+    return GatysResult(image.detach(), history, terms, len(history))
 
 
-# Refinement's first L-BFGS step, in grey levels of the most-pulled pixel (the line search then adjusts it).
-# Measured (loss after 1/2/3/5/12 iterations as a fraction of the feed-forward loss): scream x chicago at
-# 192 px 0.45/0.27/0.23/0.15/0.07 (torch's own first step: 1.00/0.40/0.27/0.18/0.07), wave x tubingen
-# 0.64/0.34/0.30/0.16/0.06 (torch's: 1.00/1.68/0.37/0.23/0.06), udnie x chelsea at 48 px 0.50/0.33/0.19/0.11
-# and 0.06 at 10 (torch's: 1.00/1.46/0.41/0.20/0.07). 8 levels was too timid, and without the line search
-# 32 rose again at 10 iterations on the small image.
-REFINE_FIRST_STEP = 32.0
+def _resize(x: Tensor, h: int, w: int) -> Tensor:
+    if x.shape[-2:] == (h, w):
+        return x
+    return F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True).clamp(0, 255)
 
 
 def refine(
@@ -186,18 +199,40 @@ def refine(
     style: Tensor,
     *,
     iterations: int,
+    working_size: int | None = None,
+    autocast: torch.dtype | None = None,
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
     **weights: float,
-) -> Tensor:
+) -> GatysResult:
     """Refinement pass for the engine: Gatys iterations starting from `init` (usually the feed-forward
-    stylisation of `content`). All tensors (1, 3, H, W) RGB 0-255; returns the refined image on `device`.
-    Keyword weights: content_weight, style_weight, tv_weight (None: the default); also loss_net, optimizer.
-    The first L-BFGS step is scaled to REFINE_FIRST_STEP grey levels, so even one iteration lowers the loss."""
+    stylisation of `content`). All tensors (1, 3, H, W) RGB 0-255. Keyword weights: content_weight,
+    style_weight, tv_weight (None: the default); also loss_net. `autocast`: see run().
+
+    `working_size` (default None: refine at full size) refines an image whose long side is larger at that
+    size instead, with the style image scaled by the same factor (so its strokes keep their size relative to
+    the picture), and adds the correction it made there, upsampled, to `init`. It is much cheaper and much
+    weaker: measured on the full-size objective (docs/training.md, benchmarks/refine_speed.py) it keeps only
+    part of the gain, because the objective's finest features cannot be drawn at the smaller size.
+
+    Returns the refined full-size image on `device`, with the loss history at the size it was refined at;
+    every iteration lowers that loss (impasto.train.lbfgs)."""
+    h, w = init.shape[-2:]
+    content = _resize(content.to(device, torch.float32), h, w)
+    init = init.to(device, torch.float32)
     if iterations <= 0:
-        return init
-    return run(
-        content, style, init=init, iterations=iterations, device=device, progress=progress, cancel=cancel,
-        first_step=REFINE_FIRST_STEP, **weights,  # type: ignore[arg-type]
-    ).image
+        return GatysResult(init, [], {}, 0)
+    k = working_size / max(h, w) if working_size else 1.0
+    if k >= 1:
+        return run(content, style, init=init, iterations=iterations, device=device, progress=progress,
+                   cancel=cancel, autocast=autocast, **weights)  # type: ignore[arg-type]
+    small = (max(1, round(h * k)), max(1, round(w * k)))
+    style = _resize(style.to(device, torch.float32), max(1, round(style.shape[-2] * k)),
+                    max(1, round(style.shape[-1] * k)))
+    start = _resize(init, *small)
+    result = run(_resize(content, *small), style, init=start, iterations=iterations, device=device,
+                 progress=progress, cancel=cancel, autocast=autocast, **weights)  # type: ignore[arg-type]
+    correction = F.interpolate(result.image - start, size=(h, w), mode="bicubic", align_corners=False)
+    result.image = (init + correction).clamp(0, 255)
+    return result

@@ -14,19 +14,56 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from impasto.nets.vgg import LossNet
 
+_CHUNK = 1 << 15  # columns of a reduced-precision ψ widened to fp32 at a time (so they stay in cache)
+
+
+class _Gram(torch.autograd.Function):
+    """ψψᵀ / n, in fp32 at least, with a backward of one matrix product, (dG + dGᵀ) ψ / n (autograd's own
+    backward of ψ @ ψᵀ takes two and adds their (B, C, HW) results). A bf16/fp16 ψ (autocast) is widened to
+    fp32 a slice of columns at a time, in both directions, instead of as one fp32 copy of the whole feature
+    map: at a megapixel those copies cost about as much as the products."""
+
+    @staticmethod
+    def forward(ctx: Any, psi: Tensor, n: float) -> Tensor:
+        ctx.save_for_backward(psi)
+        ctx.n = n
+        with torch.autocast(psi.device.type, enabled=False):  # autocast would run the product in bf16/fp16
+            if psi.dtype not in (torch.bfloat16, torch.float16):
+                return psi @ psi.transpose(1, 2) / n
+            b, c, m = psi.shape
+            g = torch.zeros((b, c, c), dtype=torch.float32, device=psi.device)
+            for i in range(0, m, _CHUNK):
+                p = psi[..., i: i + _CHUNK].float()
+                g.baddbmm_(p, p.transpose(1, 2))
+            return g / n
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (psi,) = ctx.saved_tensors
+        sym = (grad + grad.transpose(1, 2)).float() / ctx.n
+        if psi.dtype not in (torch.bfloat16, torch.float16):
+            return sym.to(psi.dtype) @ psi, None
+        out = torch.empty_like(psi, memory_format=torch.contiguous_format)
+        for i in range(0, psi.shape[-1], _CHUNK):
+            out[..., i: i + _CHUNK] = sym @ psi[..., i: i + _CHUNK].float()
+        return out, None
+
 
 def gram(features: Tensor) -> Tensor:
-    """(B, C, H, W) -> (B, C, C), normalised by C·H·W (paper eq. 3). Computed in fp32 so AMP cannot overflow."""
+    """(B, C, H, W) -> (B, C, C), normalised by C·H·W (paper eq. 3). Computed in fp32 (or wider) even under
+    autocast, which would otherwise run the product in bf16/fp16: AMP can neither overflow nor round it."""
     b, c, h, w = features.shape
-    psi = features.float().reshape(b, c, h * w)
-    return psi @ psi.transpose(1, 2) / (c * h * w)
+    return _Gram.apply(features.reshape(b, c, h * w), float(c * h * w))  # type: ignore[no-any-return]
 
 
 def feature_loss(output: Tensor, target: Tensor) -> Tensor:
