@@ -49,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not args.verbose:
+        # gRPC's C core logs INFO lines of its own to stderr (a line per fork while OpenVINO converts a model);
+        # our errors are reported in one line each. Read when grpc loads, which is after this.
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

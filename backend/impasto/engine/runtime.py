@@ -25,6 +25,7 @@ import shutil
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,7 +217,11 @@ def convert(net: nn.Module, precision: str = "f32") -> Any:
     import openvino as ov
 
     module = export_module(net).eval()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch.jit.trace's deprecation and tracer warnings say nothing a user can act on: the converted graph
+        # is checked against torch at another size right after conversion
+        warnings.simplefilter("ignore", category=FutureWarning)
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
         # traced here, without the trace check: 3x faster than handing convert_model the module (measured on
         # the bundled styles: 2.3 s against 7.6 s); the converted graph is checked against torch afterwards
         traced = torch.jit.trace(module, _example(net, 16, 16), check_trace=False)
