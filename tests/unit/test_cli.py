@@ -84,6 +84,20 @@ def test_serve_takes_the_engine_options() -> None:
     cfg = engine_config(args)
     assert (cfg.compile, cfg.bf16, cfg.memory_budget, cfg.tile_size, cfg.max_pixels) == (
         True, False, int(1.5 * 2**30), 256, 1000)
+    assert cfg.force_tiles  # a tile size given is a tile size used
+    assert not engine_config(build_parser().parse_args(["serve"])).force_tiles
+
+
+def test_tile_size_alone_tiles_and_matches_the_whole_image(tmp_path: Path) -> None:
+    """--tile-size forces tiling (it needed --memory-budget too); tiled output equals untiled in fp32."""
+    src = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(src)
+    common = ["--style", "wave", "--no-bf16", "--runtime", "torch", "-q"]
+    assert main(["stylize", str(src), str(tmp_path / "whole.png"), *common]) == 0
+    assert main(["stylize", str(src), str(tmp_path / "tiled.png"), "--tile-size", "16", *common]) == 0
+    whole = np.asarray(Image.open(tmp_path / "whole.png"), dtype=int)
+    tiled = np.asarray(Image.open(tmp_path / "tiled.png"), dtype=int)
+    assert np.abs(whole - tiled).max() <= 1
 
 
 # ---- issue 14, item 6: clear one-line errors instead of "internal error" ----

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from impasto.cancel import CancelToken
 from impasto.engine.engine import Engine, EngineConfig, luminance_transfer
 from impasto.engine.pixels import PixelBuffer, PixelFormat
@@ -134,3 +136,20 @@ def test_whole_image_progress_and_cancel_on_the_default_runtime(engine: Engine) 
 
     with pytest.raises(Cancelled):
         engine.stylize(_img(32, 40, "RGB_U8"), "wave", progress=progress, cancel=token)
+
+
+def test_bicubic_upscale_is_the_standard_kernel() -> None:
+    """--model bicubic is the a = -0.5 kernel `impasto eval sr` and the literature use, not torch's a = -0.75."""
+    from impasto.train.evaluate import bicubic
+    from PIL import Image
+
+    samples = Path(__file__).parents[2] / "backend" / "impasto" / "data" / "samples"
+    rgb = np.asarray(Image.open(samples / "chelsea.png").convert("RGB").resize((48, 32)))
+    out = Engine(EngineConfig(device="cpu")).upscale(PixelBuffer.from_array(rgb), 4, model="bicubic").array
+    want = bicubic(rgb, 4).astype(float)  # Pillow's 8-bit path rounds between its two passes, ours does not
+    ours = np.abs(out - want)
+    torchs = np.abs(F.interpolate(torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1)[None], scale_factor=4,
+                                  mode="bicubic", align_corners=False)[0].permute(1, 2, 0).clamp(0, 255).round()
+                    .numpy() - want)
+    assert ours.mean() < 0.5 and ours.max() <= 2  # rounding of fixed-point weights
+    assert torchs.mean() > 3 * ours.mean()  # the a = -0.75 kernel is measurably another one

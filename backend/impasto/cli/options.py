@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 def engine_options(p: argparse.ArgumentParser) -> None:
     """Options that configure a local Engine; shared with `impasto batch`."""
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    p.add_argument("--tile-size", type=int, default=512, metavar="N", help="tile side when tiling (default 512)")
+    p.add_argument("--tile-size", type=int, default=None, metavar="N",
+                   help="process in tiles of N px even when the image fits in memory (default: tile only when it "
+                        "does not fit, at 512 px)")
     p.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
                    help="working memory per network call, GiB (default: from free memory)")
     p.add_argument("--max-pixels", type=int, default=64_000_000, metavar="N",
@@ -42,7 +44,10 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
     from impasto.engine.engine import EngineConfig
 
     budget = int(args.memory_budget * 2**30) if args.memory_budget else None
-    return EngineConfig(device=args.device, tile_size=args.tile_size, memory_budget=budget,
+    if args.tile_size is not None and args.tile_size < 16:
+        raise InvalidArgument(f"--tile-size must be at least 16, got {args.tile_size}")
+    return EngineConfig(device=args.device, tile_size=args.tile_size or 512, force_tiles=args.tile_size is not None,
+                        memory_budget=budget,
                         bf16=False if args.no_bf16 else None, compile=args.compile, max_pixels=args.max_pixels,
                         runtime=args.runtime)
 

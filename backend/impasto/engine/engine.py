@@ -56,6 +56,7 @@ class EngineConfig:
     max_pixels: int = 64_000_000
     model_cache: int = 4
     runtime: str = "auto"  # auto | openvino | torch (engine/runtime.py): auto is OpenVINO on the CPU
+    force_tiles: bool = False  # tile at tile_size even when the whole image fits (a user checking seams)
 
 
 def _ycbcr(x: torch.Tensor) -> torch.Tensor:
@@ -80,6 +81,17 @@ def resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     if x.shape[-2:] == (h, w):
         return x
     return F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True).clamp(0, 255)
+
+
+def bicubic_upscale(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Bicubic with a = -0.5 (Keys; MATLAB's imresize and Pillow's BICUBIC): the baseline the SR literature and
+    `impasto eval sr` compare with. torch's bicubic uses a = -0.75, which scored 0.09-0.10 dB higher on Set5/Set14.
+    Each channel is resized in float32 by Pillow, so 16-bit and float images keep their precision."""
+    from PIL import Image
+
+    planes = [np.asarray(Image.fromarray(c.numpy(), mode="F").resize((w, h), Image.Resampling.BICUBIC))
+              for c in x[0].detach().to("cpu", torch.float32)]
+    return torch.from_numpy(np.stack(planes))[None].clamp(0, 255)
 
 
 class Engine:
@@ -108,7 +120,7 @@ class Engine:
     def run_config(self) -> RunConfig:
         cfg = self.config
         return RunConfig(device=self.device, tile=cfg.tile_size, budget=memory_budget(self.device, cfg.memory_budget),
-                         autocast=autocast_dtype(self.device, cfg.bf16))
+                         autocast=autocast_dtype(self.device, cfg.bf16), force_tiles=cfg.force_tiles)
 
     # ---- models ----
 
@@ -272,7 +284,7 @@ class Engine:
         self.check_size(w, h, "upscaled image")
         rgb, alpha = to_network(image)
         if model == "bicubic":
-            y = F.interpolate(rgb, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 255)
+            y = bicubic_upscale(rgb, h, w)
         else:
             info = self.default_sr_model(scale) if not model else self.store.get(model, "sr")
             if info.scale != scale:
