@@ -50,9 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     if not args.verbose:
-        # gRPC's C core logs INFO lines of its own to stderr (a line per fork while OpenVINO converts a model);
-        # our errors are reported in one line each. Read when grpc loads, which is after this.
-        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+        # gRPC's C core logs lines of its own to stderr (INFO: one per fork while OpenVINO converts a model;
+        # ERROR: a failed bind, which `serve` reports in one line itself). Read when grpc loads, after this.
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
