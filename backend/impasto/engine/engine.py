@@ -21,9 +21,9 @@ from torch import nn
 from impasto.cancel import CancelToken, Progress, no_progress
 from impasto.device import autocast_dtype, memory_budget, pick_device
 from impasto.engine import runtime
-from impasto.engine.pixels import PixelBuffer, from_network, resize_alpha, to_network
+from impasto.engine.pixels import PixelBuffer, check_pixel_limit, from_network, resize_alpha, to_network
 from impasto.engine.tiling import RunConfig, run_network
-from impasto.errors import InvalidArgument, ResourceExhausted
+from impasto.errors import InvalidArgument
 from impasto.limits import (
     REFINE_DEFAULT,
     REFINE_MAX,
@@ -198,12 +198,7 @@ class Engine:
     # ---- checks ----
 
     def check_size(self, width: int, height: int, what: str = "image") -> None:
-        if width * height > self.config.max_pixels:
-            raise ResourceExhausted(
-                f"the {what} is {width}x{height} = {width * height:,} pixels, over the limit of "
-                f"{self.config.max_pixels:,}",
-                hint="raise the limit with --max-pixels, or work on a smaller image",
-            )
+        check_pixel_limit(width, height, self.config.max_pixels, f"the {what}")
 
     # ---- operations ----
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from impasto.engine.pixels import PixelBuffer
+from impasto.engine.pixels import PixelBuffer, check_pixel_limit
 from impasto.engine.png16 import png_depth, read_png16, write_png16
 from impasto.engine.tiff16 import read_tiff16, write_tiff16
-from impasto.errors import InvalidArgument, ResourceExhausted
+from impasto.errors import InvalidArgument
 
 # Pillow's own bomb check (a warning at 89 MP, an error at 179 MP) would override --max-pixels both ways;
 # read_image checks the header against our limit before decoding instead.
@@ -39,11 +39,7 @@ class ImageMeta:
 
 def check_pixels(path: Path, width: int, height: int, max_pixels: int | None) -> None:
     """Refuse an image over `max_pixels` (None: no limit) with the engine's wording, from its header alone."""
-    if max_pixels is not None and width * height > max_pixels:
-        raise ResourceExhausted(
-            f"{path}: the image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}",
-            hint="raise the limit with --max-pixels, or work on a smaller image",
-        )
+    check_pixel_limit(width, height, max_pixels, f"{path}: the image")
 
 
 def _to_array(im: Image.Image) -> np.ndarray:

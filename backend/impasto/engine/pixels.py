@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from impasto.errors import InvalidArgument
+from impasto.errors import InvalidArgument, ResourceExhausted
 
 if TYPE_CHECKING:  # torch only where tensors are made: reading files and the CLI's front door stay light
     import torch
@@ -205,3 +205,13 @@ def resize_alpha(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
         info = np.iinfo(dtype)
         return np.clip(np.rint(out), info.min, info.max).astype(dtype)
     return np.clip(out, 0.0, 1.0).astype(dtype)
+
+
+def check_pixel_limit(width: int, height: int, max_pixels: int | None, what: str = "the image") -> None:
+    """Refuse `what` (an image, a file, an upscaled result) over `max_pixels` (None: no limit): one wording for the
+    engine's size checks and the file reader's header check."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise ResourceExhausted(
+            f"{what} is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}",
+            hint="raise the limit with --max-pixels, or work on a smaller image",
+        )
