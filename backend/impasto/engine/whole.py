@@ -85,10 +85,6 @@ def plan_costs(plan: Plan, h: int, w: int, c: int = 3) -> list[float]:
     return costs
 
 
-def plan_macs_per_pixel(plan: Plan) -> float:
-    return sum(plan_costs(plan, 64, 64)) / (64 * 64)
-
-
 def _banded(op: Spatial, x: torch.Tensor, rows: int, cancel: CancelToken | None,
             done: Callable[[float, float], None]) -> torch.Tensor:
     """`op(x)` computed in bands of `rows` output rows (whole width); `done(cost, seconds)` after each band."""

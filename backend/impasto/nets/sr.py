@@ -95,9 +95,3 @@ ARCH = register(Arch(
     name="johnson_sr", kind="sr", what=_WHAT, detect=lambda keys: "head.weight" in keys,
     read_hparams=johnson_sr_params, build=build_johnson_sr, options={"bicubic_skip": bool},
 ))
-
-
-def johnson_sr_from_state(state: Mapping[str, torch.Tensor], *, bicubic_skip: bool = False) -> SRNet:
-    net = ARCH.load(state, {"bicubic_skip": bicubic_skip})
-    assert isinstance(net, SRNet)
-    return net
