@@ -87,7 +87,7 @@ def test_deadline_stops_the_job(server: ServeProcess) -> None:
 @pytest.mark.slow
 def test_eight_clients_all_correct_while_a_full_queue_refuses(server: ServeProcess, client: Client) -> None:
     blocker_token, times = CancelToken(), RefineTimes()
-    blocker = Background(lambda: client.stylize(make_image(24, 32, "uint8"), "udnie", refine=1000,
+    blocker = Background(lambda: client.stylize(make_image(96, 128, "uint8"), "udnie", refine=1000,
                                                 progress=times, cancel=blocker_token))
     assert times.refining.wait(120)
     images = [make_image(16, 20, dtype, seed=10 + i) for i, dtype in enumerate(["uint8", "uint16"] * 4)]

@@ -101,7 +101,7 @@ def test_health_goes_not_serving_on_shutdown_and_running_jobs_are_cancelled_afte
         assert health_status(server.address, "") == health_pb2.HealthCheckResponse.SERVING
         client = Client(server.address)
         times, token = RefineTimes(), CancelToken()
-        job = Background(lambda: client.stylize(make_image(24, 32, "uint8"), "udnie", refine=1000, progress=times,
+        job = Background(lambda: client.stylize(make_image(96, 128, "uint8"), "udnie", refine=1000, progress=times,
                                                 cancel=token))
         assert times.refining.wait(120)
         server.proc.terminate()  # SIGTERM: graceful

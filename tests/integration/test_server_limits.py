@@ -92,7 +92,7 @@ def test_memory_returns_after_queued_large_jobs_are_cancelled() -> None:
         image = make_image(64, 64, "uint8")
         np.testing.assert_array_equal(client.echo(image), image)
         times, token = RefineTimes(), CancelToken()
-        blocker = Background(lambda: client.stylize(make_image(24, 32, "uint8"), "udnie", refine=1000,
+        blocker = Background(lambda: client.stylize(make_image(96, 128, "uint8"), "udnie", refine=1000,
                                                     progress=times, cancel=token))
         try:
             assert times.refining.wait(120)
