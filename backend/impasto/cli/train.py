@@ -81,6 +81,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     sr.add_argument("--shrink-photos", dest="native_resolution", action="store_const", const=False,
                     help="shrink each photo to the patch size on its short side before cropping "
                          "(default: crop at the photo's own resolution)")
+    sr.add_argument("--hold-out", type=int, metavar="K",
+                    help="keep every K-th photo (sorted by path) out of training, to score on later with "
+                         "`impasto eval sr --held-out K DATA`")
+    sr.add_argument("--dihedral", action="store_const", const=True,
+                    help="augment with 90-degree turns as well as flips (all 8 symmetries)")
     _common(sr)
     sr.set_defaults(func=_train_sr)
 
@@ -92,6 +97,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     es.add_argument("--model", default="bicubic", help="bicubic, a store name, a run folder or a model file")
     es.add_argument("--device", default="auto")
     es.add_argument("--json", action="store_true", help="print the results as JSON")
+    es.add_argument("--held-out", type=int, default=0, metavar="K",
+                    help="score only the photos `impasto train sr --hold-out K` kept out of training")
     es.add_argument("--no-lpips", dest="lpips", action="store_false",
                     help="skip LPIPS (perceptual distance, SqueezeNet; lower is closer)")
     es.set_defaults(func=_eval_sr)
@@ -214,7 +221,7 @@ def _eval_sr(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     up = None if args.model == "bicubic" else network_upscaler(load_sr_model(args.model), device)
     with tqdm(total=100, disable=args.json, unit="%", leave=False) as bar:
-        res = evaluate(args.folder, args.scale, up, args.model,
+        res = evaluate(args.folder, args.scale, up, args.model, held_out=args.held_out,
                        progress=lambda s, f: bar.update(round(100 * f) - bar.n), lpips=args.lpips, device=device)
     if args.json:
         print(json.dumps(res.to_json(), indent=2))

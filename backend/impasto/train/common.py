@@ -70,6 +70,18 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
+def split_held_out(paths: list[Path], every: int) -> tuple[list[Path], list[Path]]:
+    """(training, held out): with `every` = K > 1, every K-th photo in sorted path order (the K-th, 2K-th, ...)
+    is held out of training so a model can be scored on photos it never saw; K = 0 holds nothing out. The same
+    rule selects the held-out photos for `impasto eval sr --held-out K`."""
+    if every <= 0:
+        return list(paths), []
+    if every == 1:
+        raise InvalidArgument("--hold-out 1 would hold out every photo", hint="use K >= 2 (every K-th photo)")
+    held = [p for i, p in enumerate(paths) if i % every == every - 1]
+    return [p for i, p in enumerate(paths) if i % every != every - 1], held
+
+
 def load_rgb(path: str | Path, max_side: int | None = None) -> Tensor:
     """(1, 3, H, W) float RGB 0-255; optionally shrunk (bicubic, antialiased by PIL) so the long side is max_side."""
     with Image.open(path) as src:
@@ -95,8 +107,9 @@ class ImageFolder:
     their short side keep their own resolution (SR must learn real detail, not a resampled copy of it);
     smaller ones are still enlarged to fit a crop."""
 
-    def __init__(self, folder: str | Path, short_side: int, cache_bytes: int = 2 << 30, native: bool = False) -> None:
-        self.paths = list_images(folder)
+    def __init__(self, folder: str | Path, short_side: int, cache_bytes: int = 2 << 30, native: bool = False,
+                 hold_out: int = 0) -> None:
+        self.paths, self.held_out = split_held_out(list_images(folder), hold_out)
         self.short_side = short_side
         self.native = native
         self._cache: dict[int, Tensor] = {}
@@ -120,8 +133,10 @@ class ImageFolder:
             self._cache_left -= t.numel()
         return t
 
-    def batch(self, n: int, size: int, gen: torch.Generator) -> Tensor:
-        """(n, 3, size, size) float 0-255 random crops of random images, horizontally flipped half the time."""
+    def batch(self, n: int, size: int, gen: torch.Generator, dihedral: bool = False) -> Tensor:
+        """(n, 3, size, size) float 0-255 random crops of random images, horizontally flipped half the time;
+        with `dihedral`, also turned by a random multiple of 90 degrees (all 8 symmetries of the square, the
+        augmentation of the SR literature, e.g. EDSR)."""
         out = []
         for _ in range(n):
             i = int(torch.randint(len(self.paths), (1,), generator=gen))
@@ -132,6 +147,8 @@ class ImageFolder:
             crop = img[:, y : y + size, x : x + size]
             if bool(torch.rand((), generator=gen) < 0.5):
                 crop = crop.flip(2)
+            if dihedral:
+                crop = torch.rot90(crop, int(torch.randint(4, (1,), generator=gen)), dims=(1, 2))
             out.append(crop)
         return torch.stack(out).float()
 

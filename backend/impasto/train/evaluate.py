@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from impasto.errors import InvalidArgument, NotFound
-from impasto.train.common import IMAGE_SUFFIXES
+from impasto.train.common import IMAGE_SUFFIXES, split_held_out
 
 Upscaler = Callable[[np.ndarray, int], np.ndarray]  # (h, w, 3) uint8, scale -> (h*s, w*s, 3) uint8
 
@@ -70,13 +70,16 @@ def _is_gray_file(path: Path) -> bool:
         return im.mode in ("L", "I;16", "I", "1")
 
 
-def find_pairs(folder: str | Path, scale: int) -> list[tuple[str, np.ndarray, np.ndarray, bool]]:
+def find_pairs(folder: str | Path, scale: int, held_out: int = 0) -> list[tuple[str, np.ndarray, np.ndarray, bool]]:
     """(name, HR, LR, single-channel) for every image under `folder`: pairs as given, HR-only images degraded
-    here. Single-channel files are read as grey RGB and flagged (see `evaluate`)."""
+    here. Single-channel files are read as grey RGB and flagged (see `evaluate`). With `held_out` = K, only the
+    photos that training with `--hold-out K` kept out (the same selection rule, `split_held_out`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise NotFound(f"{folder}: no such folder")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if held_out:
+        files = split_held_out(files, held_out)[1]
     out = []
     for p in files:
         stem = p.stem
@@ -156,7 +159,7 @@ class EvalResult:
 
 def evaluate(folder: str | Path, scale: int, upscale: Upscaler | None = None, method: str = "bicubic",
              progress: Callable[[str, float], None] | None = None, lpips: bool = True,
-             device: str | torch.device = "cpu") -> EvalResult:
+             device: str | torch.device = "cpu", held_out: int = 0) -> EvalResult:
     """PSNR/SSIM (Y channel, border `scale` cropped) and LPIPS (RGB, same crop; unless `lpips` is False) of
     `upscale` (default bicubic) over a folder."""
     upscale = upscale or bicubic
@@ -165,7 +168,7 @@ def evaluate(folder: str | Path, scale: int, upscale: Upscaler | None = None, me
         from impasto.train.lpips import LPIPSMetric
 
         metric = LPIPSMetric(device)
-    pairs = find_pairs(folder, scale)
+    pairs = find_pairs(folder, scale, held_out)
     res = EvalResult(str(folder), scale, method)
     for i, (name, hr, lr, gray) in enumerate(pairs):
         sr = upscale(lr, scale)

@@ -47,6 +47,8 @@ class SRConfig:
     channels: int = 64
     blocks: int = 4
     bicubic_skip: bool = False  # the paper's nets predict the image itself
+    hold_out: int = 0  # every K-th photo (sorted) kept out of training for validation (0: none)
+    dihedral: bool = False  # augment with 90-degree turns as well as flips
     seed: int = 0
     checkpoint_every: int = 1000
     sample_every: int = 1000
@@ -129,7 +131,7 @@ def train_sr(
         crit = PerceptualLoss(net, cfg.feature_layer, (), LossWeights(content=1.0, style=0.0, tv=cfg.tv_weight))
     else:
         crit = None  # the pixel loss needs no loss network
-    photos = ImageFolder(cfg.data, cfg.patch_size, native=cfg.native_resolution)
+    photos = ImageFolder(cfg.data, cfg.patch_size, native=cfg.native_resolution, hold_out=cfg.hold_out)
     fixed = [photos.center(i, cfg.patch_size) for i in range(min(3, len(photos)))]
 
     def compute_loss(m: nn.Module, hr: Tensor) -> tuple[Tensor, dict[str, float]]:
@@ -150,7 +152,8 @@ def train_sr(
         image_grid(rows, path.with_name("samples_latest.png"))
 
     history = fit(model=model, model_args=model_args, cfg=cfg, out_dir=Path(cfg.out_dir),
-                  next_batch=lambda g: photos.batch(cfg.batch, cfg.patch_size, g), compute_loss=compute_loss,
+                  next_batch=lambda g: photos.batch(cfg.batch, cfg.patch_size, g, cfg.dihedral),
+                  compute_loss=compute_loss,
                   write_samples=write_samples, device=dev, resume=ckpt, progress=progress, cancel=cancel,
                   show_bar=show_bar)
     return SRRun(model.cpu(), cfg, history, Path(cfg.out_dir))
