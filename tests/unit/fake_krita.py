@@ -287,7 +287,7 @@ class FakeDocuments:
         data = bytes(range(16))
         node = self._source(from_source)
         return formats.LayerSnapshot("doc", node, formats.Rect(3, 4, 2, 2), "BGRA_U8", data, self.selection,
-                                     self.layer, self.layer if node != self.layer else "")
+                                     self.layer, *((self.layer, node) if node != self.layer else ("", "")))
 
     def sizes(self, from_source=False):
         return (None if self.unsupported else self.layer_size), self.image_size

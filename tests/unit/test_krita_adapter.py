@@ -143,7 +143,8 @@ def test_a_result_remembers_its_source_and_restyling_reads_the_source(kritadoc: 
     first = docs.add_layer(docs.read_layer(True), bytes(4 * 3 * 4), "Udnie")
     active[0] = first  # Krita makes the new layer the active one
     again = docs.read_layer(from_source=True)
-    assert again.node is layer and again.above is first and again.result_of == "Udnie"
+    assert again.node is layer and again.above is first
+    assert (again.result_of, again.source_name) == ("Udnie", "Paint")
     assert again.data == layer.pixelData(2, 1, 4, 3)
     second = docs.add_layer(again, bytes(4 * 3 * 4), "Wave")
     assert [n.name() for n in doc.root.children] == ["Background", "Paint", "Udnie", "Wave"]

@@ -259,7 +259,7 @@ def test_apply_on_a_result_stylizes_its_source_unless_turned_off() -> None:
     ctrl.wait(5)
     snap, _, name = docs.added[0]
     assert docs.reads == [True] and snap.node == "Background" and name == "Wave"
-    assert "“Udnie” was made from" in messages(view)[-1]
+    assert messages(view)[-1] == "Added layer “Wave” from “Background”, which “Udnie” was made from."
     ctrl.update_settings(from_source=False)
     ctrl.apply(StyleOptions("wave"))
     ctrl.wait(5)

@@ -92,9 +92,12 @@ class Controller(Connection, LivePreview):
 
     def add_view(self, view: View) -> None:
         self.views.append(view)
-        view.show_status(self.connected, self._status_text())
-        view.show_models(self.styles, self.upscalers, self.operations)
-        view.show_busy(self.busy, "")
+        for method, *args in (("show_status", self.connected, self._status_text()),
+                              ("show_models", self.styles, self.upscalers, self.operations),
+                              ("show_busy", self.busy, "")):
+            show = getattr(view, method, None)
+            if show is not None:
+                show(*args)
 
     def remove_view(self, view: View) -> None:
         if view in self.views:
@@ -239,7 +242,7 @@ class Controller(Connection, LivePreview):
             layer = self.documents.add_layer(snap, data, name)
             text = f"Added layer “{name}”."
             if snap.result_of:
-                text = f"Added layer “{name}”, made from the layer “{snap.result_of}” was made from."
+                text = f"Added layer “{name}” from “{snap.source_name}”, which “{snap.result_of}” was made from."
             self.message(text, valid=lambda: self.documents.layer_exists(snap.doc, layer))
 
         self.settings = replace(self.settings.with_options(options), last_style=options.style)

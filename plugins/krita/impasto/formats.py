@@ -98,6 +98,7 @@ class LayerSnapshot:
     selection: bytes | None  # one byte a pixel over `rect`, or None without a selection
     above: object = None  # the layer the result goes above; None: `node` itself
     result_of: str = ""  # when `node` is the source of the active result layer: that layer's name
+    source_name: str = ""  # and then `node`'s name
 
 
 @dataclass(frozen=True)

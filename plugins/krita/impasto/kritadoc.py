@@ -140,7 +140,8 @@ class KritaDocuments:
         if selection is not None:
             mask = bytes(selection.pixelData(rect.x, rect.y, rect.width, rect.height))
         data = bytes(node.pixelData(rect.x, rect.y, rect.width, rect.height))
-        return LayerSnapshot(doc, node, rect, fmt, data, mask, above, result_of)
+        return LayerSnapshot(doc, node, rect, fmt, data, mask, above, result_of,
+                             node.name() if result_of else "")
 
     def sizes(self, from_source: bool = False) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
         """(width, height) of what Apply and Upscale would send now, each None when there is nothing to

@@ -114,7 +114,7 @@ class PreviewView(QLabel):
         self.image: Any = None
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.setMinimumSize(64, 64)
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setToolTip("Live preview on a reduced copy of the layer; the document is not changed. "
                         "Click to preview again.")
