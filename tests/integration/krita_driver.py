@@ -223,6 +223,8 @@ def restyle(ctrl, docs, doc, layer, active, case, out, facts):
     source = kritadoc.source_of(again, again_second)
     facts["restyled"]["source_after_reopen"] = source.name() if source is not None else None
     again.close()
+    time.sleep(0.6)  # the controller looks at the document twice a second: the layer is there
+    ctrl.poll()
     facts["restyled"]["message_before_undo"] = ctrl_message(ctrl)
     second.remove()
     time.sleep(0.6)  # the controller looks at the document twice a second

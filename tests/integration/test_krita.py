@@ -287,8 +287,9 @@ def test_limits_are_known_before_sending(krita_run: tuple[dict, Path]) -> None:
     assert "brush size of 52% or more" in facts["problem_at_half_brush"]
 
 
-def test_gui_start_button_apply_one_undo_and_backend_stops_with_krita(tmp_path: Path) -> None:
-    """The whole plugin in Krita's GUI under Xvfb (see krita_gui.py): Start, Apply, Undo, Redo, Quit."""
+def test_gui_the_docker_in_real_krita(tmp_path: Path) -> None:
+    """The whole plugin in Krita's GUI under Xvfb (see krita_gui.py), against the backend its Start
+    button runs."""
     _require("krita", "xvfb-run")
     sys.path.insert(0, str(HERE))
     try:
@@ -296,17 +297,34 @@ def test_gui_start_button_apply_one_undo_and_backend_stops_with_krita(tmp_path: 
     finally:
         sys.path.remove(str(HERE))
     wheels = os.environ.get("IMPASTO_WHEELS")
-    r = krita_gui.run(tmp_path, Path(wheels) if wheels else None, timeout=240)
-    assert r.get("done") and not r.get("errors") and not r.get("fatal"), r
+    r = krita_gui.run(tmp_path, Path(wheels) if wheels else None, timeout=300)
+    assert r.get("done") and not r.get("errors") and not r.get("fatal") and not r.get("timed_out"), r
+    assert "quit_blocked_by" not in r, r["quit_blocked_by"]
     assert r["actions"] == {"impasto_apply_style": True, "impasto_apply_last": True}
     # Default shortcuts come from impasto.action, so Krita's shortcut settings can change them.
     assert r["shortcuts"] == {"impasto_apply_style": "Ctrl+Alt+Shift+S",
                               "impasto_apply_last": "Ctrl+Alt+Shift+F"}
-    assert r["before_start"] is not True and r["docker_found"]
-    assert r["after_apply"] == ["Background", "Udnie"]
-    assert r["after_undo"] == ["Background"]  # one undo removes the result
+    assert r["docker_found"] and r["before_start"] is not True
+    # An empty Python field does not open the settings; one typed there counts for Start without Connect,
+    # and once the backend answers the settings fold and "Starting the backend…" goes.
+    assert r["settings_open_at_start"] is False
+    assert r["start_message"] == "Starting the backend…" and r["interpreter_saved"] == sys.executable
+    assert r["settings_open_after_connect"] is False and r["message_after_connect"] == ""
+    # The live preview: a reduced copy of the 300x200 photo (whole: it is small), in the docker.
+    assert r["preview"] == [300, 200]
+    # A long job: the bar moves and says how long is left; Cancel leaves the document as it was.
+    assert "left" in r["progress_label"] and len(r["progress_values"]) >= 3, r["progress_values"]
+    assert r["after_cancel"] == {"names": ["Background"], "message": "Cancelled; the document was not changed."}
+    assert r["after_apply"] == ["Background", "Udnie"] and r["message_after_apply"] == "Added layer “Udnie”."
+    assert r["after_undo"] == ["Background"] and r["message_after_undo"] == ""  # one Undo, message gone
     assert r["after_redo"] == ["Background", "Udnie"]
-    # The two actions: the dialog (accepted as is) and "again", each adding a layer like a filter would.
-    assert r["dialog"] == "Apply Impasto style"
+    # The dialog on the result "Udnie" stylized "Background" again: the same pixels, not a second coat.
+    assert r["dialog"] == "Apply Impasto style" and r["restyled_from_source"] is True
     assert sorted(r["final"]) == ["Background", "Udnie", "Udnie 2", "Udnie 3"], r["final"]
+    # A 4096x4096 image: no factor fits the backend's 64 MP, each says why, Upscale is off.
+    assert r["limits"]["enabled"] == [False, False, False] and not r["limits"]["upscale"]
+    assert "8192×8192" in r["limits"]["tooltip"] and "--" not in r["limits"]["tooltip"]
+    assert r["upscaled"] == [["chelsea ×2", 600, 400]]  # named after the file
+    # The backend dies: red within seconds; Start brings it back green.
+    assert r["red_seconds"] <= 4.0
     assert r["krita_exit"] == 0 and r["backend_still_running"] is False

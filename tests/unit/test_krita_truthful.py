@@ -137,6 +137,19 @@ def test_added_layer_message_goes_when_undo_takes_the_layer_away() -> None:
     assert messages(view)[-1] == ""
 
 
+def test_a_message_goes_only_after_it_has_been_true() -> None:
+    ctrl, client, docs, view, clock = make()
+    state = [False]  # Krita adds a layer a moment after it was asked to
+    ctrl.message("Added layer “X”.", valid=lambda: state[0])
+    tick(ctrl, clock, controller_mod.WATCH_SECONDS)
+    assert messages(view)[-1] == "Added layer “X”."
+    state[0] = True
+    tick(ctrl, clock, controller_mod.WATCH_SECONDS)
+    state[0] = False
+    tick(ctrl, clock, controller_mod.WATCH_SECONDS)
+    assert messages(view)[-1] == ""
+
+
 def test_starting_message_goes_once_the_backend_answers() -> None:
     client = FakeClient(up=False)
     store = {("impasto", "interpreter"): "/usr/bin/python3"}

@@ -83,6 +83,7 @@ class Controller(Connection, LivePreview):
         self._next_probe = 0.0
         self._refresh_error = ""
         self._note: Valid | None = None  # while the message shown is true; None: no condition
+        self._note_seen = False
         self._next_watch = 0.0
         self.sizes: tuple[Any, Any] = (None, None)  # (layer, image) (width, height) Apply/Upscale would send
         self._preview_key: object = None
@@ -112,6 +113,7 @@ class Controller(Connection, LivePreview):
     def message(self, text: str, error: bool = False, valid: Valid | None = None) -> None:
         """Show `text`; with `valid`, take it down again once valid() turns False."""
         self._note = valid if text else None
+        self._note_seen = False
         self._each("show_message", text, error)
 
     # -- settings -----------------------------------------------------------------------------------
@@ -176,11 +178,17 @@ class Controller(Connection, LivePreview):
             self._each("show_activity", report.text, report.percent)
 
     def _check_note(self) -> None:
+        """Take the message down once what it says has been true and no longer is. Only then: Krita adds
+        a layer to the image a moment after it was asked to, and the note must not go before that."""
+        if self._note is None:
+            return
         try:
-            stale = self._note is not None and not self._note()
+            true = bool(self._note())
         except Exception:  # noqa: BLE001 - e.g. the document is gone: so is what the note says
-            stale = True
-        if stale:
+            true = False
+        if true:
+            self._note_seen = True
+        elif self._note_seen:
             self.message("")
 
     # -- image jobs ---------------------------------------------------------------------------------

@@ -82,8 +82,8 @@ class DockerPanel(QWidget):
         form.addRow("", connect)
         self.backend_fields = QWidget()
         self.backend_fields.setLayout(form)
-        # Folded away once a backend answers: the gallery deserves the room. Opened by itself only when
-        # no backend answers and none can be started from here (see show_status).
+        # Folded at the start and again whenever a backend starts answering: the gallery deserves the
+        # room. The artist opens it; nothing else does.
         self.backend_toggle = QToolButton()
         self.backend_toggle.setText("Backend settings")
         self.backend_toggle.setCheckable(True)
@@ -213,10 +213,8 @@ class DockerPanel(QWidget):
         self.status.set_full_text(text)
         self.start_button.setVisible(not connected and not self.controller.server.running)
         if connected and not self._was_connected:
-            self.backend_toggle.setChecked(False)
-        elif connected is False and not self._was_connected and not self.controller.settings.interpreter:
-            self.backend_toggle.setChecked(True)  # nothing answers and Start cannot help: settings needed
-        self._was_connected = self._was_connected or bool(connected)
+            self.backend_toggle.setChecked(False)  # set up: the gallery gets the room back
+        self._was_connected = bool(connected)
         self._enable()
 
     def show_models(self, styles: list[Any], upscalers: list[Any], operations: tuple[str, ...]) -> None:
