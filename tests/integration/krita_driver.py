@@ -5,6 +5,7 @@ controller and document adapter exactly as the docker does (apply, then poll unt
 writes what it saw to the spec's output folder: JSON facts plus raw pixel files for the test to compare
 with the backend's answer through the Python client."""
 
+import gc
 import importlib
 import json
 import os
@@ -167,6 +168,9 @@ def scenario(app, case, address, out):
         started = ctrl.upscale(case["scale"])
     cancel_t = time.monotonic()
     finished = ctrl.wait(120)
+    # No worker thread may outlive the case, and no Krita object may be left in a reference cycle: the
+    # garbage collector would free it later on whatever thread it runs on, and Krita crashes.
+    ctrl.shutdown()
     if op == "cancel":
         facts["seconds_to_stop"] = round(time.monotonic() - cancel_t, 2)
     doc.waitForDone()
@@ -188,6 +192,7 @@ def scenario(app, case, address, out):
             facts["new_bounds"] = rect_of(new[0].bounds())
             write(out, f"{name}.result", new[0].pixelData(*facts["rect"]))
     if op == "upscale":
+        del docs.open_image  # the wrapper above and `docs` refer to each other
         facts["upscaled"] = [[d.name(), d.width(), d.height(), d.colorDepth()] for d in opened]
         facts["format"] = image.pixel_format
         for d in opened:
@@ -296,6 +301,7 @@ def main(args=None):
                 results[case["name"]] = scenario(app, case, case.get("address", spec["address"]), out)
             except Exception:  # noqa: BLE001 - report and go on with the other cases
                 results[case["name"]] = {"error": traceback.format_exc()}
+            gc.collect()  # whatever a case left in cycles goes now, on Krita's GUI thread
         del results["running"]
     except Exception:  # noqa: BLE001
         results["fatal"] = traceback.format_exc()

@@ -122,6 +122,8 @@ def krita_run(
     assert "fatal" not in results, results.get("fatal")
     assert "running" not in results, (f"Krita stopped (rc {proc.returncode}) during case {results['running']!r}:\n"
                                       f"{proc.stderr[-3000:]}")
+    # Krita must also exit cleanly: a crash on the way out means something of Krita's was freed late.
+    assert proc.returncode == 0, f"kritarunner exited with {proc.returncode}:\n{proc.stderr[-3000:]}"
     results["which"] = request.param
     yield results, out
     if root is not None:

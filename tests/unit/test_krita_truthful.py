@@ -137,17 +137,35 @@ def test_added_layer_message_goes_when_undo_takes_the_layer_away() -> None:
     assert messages(view)[-1] == ""
 
 
-def test_a_message_goes_only_after_it_has_been_true() -> None:
+def test_a_message_waits_to_be_seen_true_but_not_forever() -> None:
     ctrl, client, docs, view, clock = make()
-    state = [False]  # Krita adds a layer a moment after it was asked to
+    state = [False]  # with a view open, Krita adds a layer a moment after it was asked to
     ctrl.message("Added layer “X”.", valid=lambda: state[0])
     tick(ctrl, clock, controller_mod.WATCH_SECONDS)
     assert messages(view)[-1] == "Added layer “X”."
     state[0] = True
     tick(ctrl, clock, controller_mod.WATCH_SECONDS)
-    state[0] = False
+    state[0] = False  # undone
     tick(ctrl, clock, controller_mod.WATCH_SECONDS)
     assert messages(view)[-1] == ""
+    ctrl.message("Added layer “Y”.", valid=lambda: False)  # undone before it was ever seen
+    tick(ctrl, clock, controller_mod.WATCH_SECONDS)
+    assert messages(view)[-1] == "Added layer “Y”."
+    tick(ctrl, clock, controller_mod.NOTE_GRACE_SECONDS)
+    assert messages(view)[-1] == ""
+
+
+def test_views_whose_widgets_were_deleted_are_dropped() -> None:
+    ctrl, client, docs, view, clock = make()
+
+    class Gone:
+        def show_limits(self) -> None:
+            raise RuntimeError("wrapped C/C++ object of type QComboBox has been deleted")
+
+    gone = Gone()
+    ctrl.add_view(gone)
+    ctrl._each("show_limits")
+    assert gone not in ctrl.views and view in ctrl.views
 
 
 def test_starting_message_goes_once_the_backend_answers() -> None:

@@ -37,7 +37,15 @@ from .server_process import ServerProcess
 from .settings import Read, Settings, StyleOptions, Write
 
 WATCH_SECONDS = 0.5  # document sizes, stale messages, the preview's layer, the time-left text
+NOTE_GRACE_SECONDS = 2.0  # how long a message may wait to be seen true before it counts as stale
 Valid = Callable[[], bool]
+
+
+def _checked(result: Any, width: int, height: int, pixel_format: str) -> bytes:
+    data, rw, rh, fmt = result
+    if (rw, rh, fmt) != (width, height, pixel_format):
+        raise RuntimeError(f"the backend sent a {rw}×{rh} {fmt} image, expected {width}×{height} {pixel_format}")
+    return data
 
 
 class View(Protocol):
@@ -83,11 +91,12 @@ class Controller(Connection, LivePreview):
         self._next_probe = 0.0
         self._refresh_error = ""
         self._note: Valid | None = None  # while the message shown is true; None: no condition
-        self._note_seen = False
+        self._note_seen, self._note_since = False, 0.0
         self._next_watch = 0.0
         self.sizes: tuple[Any, Any] = (None, None)  # (layer, image) (width, height) Apply/Upscale would send
         self._preview_key: object = None
-        self.preview = Previewer(self._start_preview, self._preview_finished)
+        self.preview = Previewer()
+        self.closed = False  # after shutdown(): poll() does nothing more
 
     # -- views --------------------------------------------------------------------------------------
 
@@ -107,13 +116,19 @@ class Controller(Connection, LivePreview):
     def _each(self, method: str, *args: Any) -> None:
         for view in list(self.views):
             show = getattr(view, method, None)  # a popup has fewer methods than the docker
-            if show is not None:
+            if show is None:
+                continue
+            try:
                 show(*args)
+            except RuntimeError as exc:
+                if "has been deleted" not in str(exc):
+                    raise
+                self.remove_view(view)  # its widgets went with its window (Krita quitting, say)
 
     def message(self, text: str, error: bool = False, valid: Valid | None = None) -> None:
         """Show `text`; with `valid`, take it down again once valid() turns False."""
         self._note = valid if text else None
-        self._note_seen = False
+        self._note_seen, self._note_since = False, self.clock()
         self._each("show_message", text, error)
 
     # -- settings -----------------------------------------------------------------------------------
@@ -178,17 +193,18 @@ class Controller(Connection, LivePreview):
             self._each("show_activity", report.text, report.percent)
 
     def _check_note(self) -> None:
-        """Take the message down once what it says has been true and no longer is. Only then: Krita adds
-        a layer to the image a moment after it was asked to, and the note must not go before that."""
+        """Take the message down once what it says stops being true. With a view open, Krita adds a layer
+        a moment (an event loop turn or more) after it was asked to: a note goes once it has been seen
+        true and no longer is, or when it was never seen true within NOTE_GRACE_SECONDS."""
         if self._note is None:
             return
         try:
             true = bool(self._note())
         except Exception:  # noqa: BLE001 - e.g. the document is gone: so is what the note says
-            true = False
+            true, self._note_seen = False, True
         if true:
             self._note_seen = True
-        elif self._note_seen:
+        elif self._note_seen or self.clock() - self._note_since > NOTE_GRACE_SECONDS:
             self.message("")
 
     # -- image jobs ---------------------------------------------------------------------------------
@@ -233,16 +249,21 @@ class Controller(Connection, LivePreview):
         if client is None:
             return False
 
+        # The worker gets plain values only, never `snap`: Krita objects must be freed on the GUI thread,
+        # and the last reference to what a worker holds can go away on the worker's thread.
+        pixels, width, height, fmt, mask = snap.data, snap.rect.width, snap.rect.height, snap.pixel_format, \
+            snap.selection
+
         def work(progress: Any, cancel: Any) -> Any:
             result = client.stylize(
-                snap.data, snap.rect.width, snap.rect.height, snap.pixel_format, options.style,
+                pixels, width, height, fmt, options.style,
                 strength=options.strength, preserve_colors=options.preserve_colors, refine=options.refine,
                 scale=options.scale, progress=progress, cancel=cancel,
             )
-            data = self._checked(result, snap.rect.width, snap.rect.height, snap.pixel_format)
-            if snap.selection is not None:
+            data = _checked(result, width, height, fmt)
+            if mask is not None:
                 # Per-pixel Python for soft selections: done here so the GUI thread never waits on it.
-                data = apply_selection(data, snap.selection, snap.pixel_format)
+                data = apply_selection(data, mask, fmt)
             return data
 
         def done(data: bytes) -> None:
@@ -284,12 +305,11 @@ class Controller(Connection, LivePreview):
         client = self._client()
         if client is None:
             return False
-        w, h = snap.rect.width, snap.rect.height
+        pixels, w, h, fmt = snap.data, snap.rect.width, snap.rect.height, snap.pixel_format  # no `snap`: see apply
 
         def work(progress: Any, cancel: Any) -> Any:
-            result = client.upscale(snap.data, w, h, snap.pixel_format, scale,
-                                    progress=progress, cancel=cancel)
-            return self._checked(result, w * scale, h * scale, snap.pixel_format)
+            result = client.upscale(pixels, w, h, fmt, scale, progress=progress, cancel=cancel)
+            return _checked(result, w * scale, h * scale, fmt)
 
         def done(data: bytes) -> None:
             new = self.documents.open_image(snap, data, w * scale, h * scale)
@@ -301,15 +321,6 @@ class Controller(Connection, LivePreview):
         self._start("upscale", f"Upscaling ×{scale}…", work, done)
         return True
 
-    @staticmethod
-    def _checked(result: Any, width: int, height: int, pixel_format: str) -> bytes:
-        data, rw, rh, fmt = result
-        if (rw, rh, fmt) != (width, height, pixel_format):
-            raise RuntimeError(
-                f"the backend sent a {rw}×{rh} {fmt} image, expected {width}×{height} {pixel_format}"
-            )
-        return data
-
     def cancel(self) -> None:
         if self.job is not None:
             self.job.cancel()
@@ -318,11 +329,14 @@ class Controller(Connection, LivePreview):
     # -- the GUI thread's tick ----------------------------------------------------------------------
 
     def poll(self) -> None:
+        if self.closed:
+            return
         now = self.clock()
         self._poll_probe(now)
         if now >= self._next_watch:
             self._watch()
-        self.preview.poll(now, allowed=self.connected is True and self.job is None)
+        self.preview.poll(now, self.connected is True and self.job is None, self._start_preview,
+                          self._preview_finished)
         if self.job is None:
             return
         for event in self.job.poll():
@@ -371,8 +385,20 @@ class Controller(Connection, LivePreview):
             self.poll()
         return True
 
-    def shutdown(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
+    def shutdown(self, wait: float = 2.0) -> None:
+        """Krita is closing: no more checks, the job and the preview cancelled, our backend stopped. Waits
+        (a little) for the worker threads, so that none is still inside the network client when Krita's
+        Python shuts down."""
+        self.closed = True
+        jobs = [j for j in (self.job, self._probe, self.preview.job) if j is not None]
+        for job in jobs:
+            job.cancel()
         self.preview.stop()
+        end = time.monotonic() + wait
+        for job in jobs:
+            job.join(max(0.0, end - time.monotonic()))
         self.server.stop()
+        # Let go of every closure that holds Krita objects, here on the GUI thread: left in reference
+        # cycles, they would be freed whenever the garbage collector runs, on whatever thread.
+        self._note = self._job_done = self.job = None
+        self.views.clear()

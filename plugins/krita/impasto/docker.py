@@ -160,6 +160,8 @@ class DockerPanel(QWidget):
         self.preview.setVisible(s.live_preview)
         self.show_busy(False, "")
         controller.add_view(self)
+        # Krita deletes the docker's widgets with its window; the controller must stop talking to them.
+        self.destroyed.connect(lambda *_: controller.remove_view(self))
 
     # -- user actions -------------------------------------------------------------------------------
 

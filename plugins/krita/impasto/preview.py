@@ -31,13 +31,14 @@ def preview_scale(scale: float, shrink: float, thumb_long: int) -> tuple[float, 
     return SCALE.clamp(min(exact, cap)), exact <= cap * 1.02
 
 
-class Previewer:
-    """`start(options)` reads the layer and starts a job (or returns None when it cannot); `show(event,
-    options)` gets each finished job's DONE or ERROR, never a cancelled one's."""
+Start = Callable[[StyleOptions], "Job | None"]  # reads the layer and starts a job, or None when it cannot
+Show = Callable[[Event, StyleOptions], None]  # gets each finished job's DONE or ERROR, never a cancelled one's
 
-    def __init__(self, start: Callable[[StyleOptions], Job | None],
-                 show: Callable[[Event, StyleOptions], None]) -> None:
-        self._start, self._show = start, show
+
+class Previewer:
+    """Holds no callbacks (they come with each poll), so it makes no reference cycle with its owner."""
+
+    def __init__(self) -> None:
         self.wanted: StyleOptions | None = None
         self.latest: StyleOptions | None = None  # the last options asked for, to redo on a layer change
         self.due = 0.0
@@ -63,7 +64,7 @@ class Previewer:
             self.job.cancel()
         self.wanted = None
 
-    def poll(self, now: float, allowed: bool) -> None:
+    def poll(self, now: float, allowed: bool, start: Start, show: Show) -> None:
         if self.job is not None:
             for event in self.job.poll():
                 if event.kind == PROGRESS:
@@ -71,10 +72,10 @@ class Previewer:
                 job, options = self.job, self.running
                 self.job = self.running = None
                 if not job.cancelled and options is not None:
-                    self._show(event, options)
+                    show(event, options)
         if self.job is None and self.wanted is not None and allowed and now >= self.due:
             options, self.wanted = self.wanted, None
-            self.job = self._start(options)
+            self.job = start(options)
             self.running = options if self.job is not None else None
 
 
