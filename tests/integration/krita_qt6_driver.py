@@ -122,6 +122,10 @@ def main(out: Path) -> None:
                              "tooltip_whole": panel.message_label.toolTip() == "A long message " * 40,
                              "apply_moved": panel.apply_button.geometry() != geometry}
         ctrl.message(R["applied"]["message"], valid=lambda: docs.layer_exists(doc, result))
+        end = time.monotonic() + 0.7  # the docker looks twice a second: it has seen the layer there
+        while time.monotonic() < end:
+            app.processEvents()
+            time.sleep(0.02)
         result.remove()  # what Undo does
         R["undo_message_seconds"] = run_until(lambda: panel.message_label.full_text == "", 3, "undo cleared")
 
