@@ -30,6 +30,14 @@ def pattern(width, height, depth):
     return b"".join(struct.pack(fmt, *(v / 255.0 for v in c)) for c in values)
 
 
+MARK = {"save": None}  # main() sets it: mark(step) records how far a case got, in case Krita dies
+
+
+def mark(step):
+    if MARK["save"] is not None:
+        MARK["save"](step)
+
+
 def write(out, name, data):
     with open(os.path.join(out, name), "wb") as f:
         f.write(bytes(data))
@@ -208,8 +216,10 @@ def restyle(ctrl, docs, doc, layer, active, case, out, facts):
     from impasto import kritadoc
     from impasto.settings import StyleOptions
 
+    mark("first apply")
     ok = ctrl.apply(StyleOptions(case["style"]))
     ctrl.wait(120)
+    mark("second apply")
     first = [n for n in doc.rootNode().childNodes() if n.name() not in ("Background", "Paint")][0]
     active[0] = first
     ok = ctrl.apply(StyleOptions(case["style2"])) and ok
@@ -222,15 +232,22 @@ def restyle(ctrl, docs, doc, layer, active, case, out, facts):
     write(out, f"{case['name']}.first", first.pixelData(*rect))
     write(out, f"{case['name']}.second", second.pixelData(*rect))
     path = os.path.join(out, "restyle.kra")
+    mark("save")
+    doc.setBatchmode(True)  # no dialogs; and everything the image still has queued done first
+    doc.waitForDone()
     doc.saveAs(path)
+    mark("reopen")
     again = ctrl.documents.app.openDocument(path)
     again_second = [n for n in again.rootNode().childNodes() if n.name() == second.name()][0]
     source = kritadoc.source_of(again, again_second)
     facts["restyled"]["source_after_reopen"] = source.name() if source is not None else None
+    mark("close")
     again.close()
+    mark("note")
     time.sleep(0.6)  # the controller looks at the document twice a second: the layer is there
     ctrl.poll()
     facts["restyled"]["message_before_undo"] = ctrl_message(ctrl)
+    mark("remove")
     second.remove()
     time.sleep(0.6)  # the controller looks at the document twice a second
     ctrl.poll()
@@ -288,6 +305,12 @@ def main(args=None):
     def save():  # after every case: a crash in one still leaves what came before it
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump(results, f, indent=1)
+
+    def step(name):
+        results["running"] = f"{results['running'].split(':')[0]}: {name}"
+        save()
+
+    MARK["save"] = step
 
     try:
         from krita import Krita
