@@ -343,6 +343,10 @@ def run(base: Path, wheels: Path | None, timeout: float = 300, style: str = "udn
     results["seconds"] = round(time.monotonic() - started, 1)
     time.sleep(1.0)
     results["backend_still_running"] = port_open(address)
+    try:  # then sweep the session: a backend Krita left behind (a failed run) must not outlive the test
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
     results["log_tail"] = (stdout + stderr)[-2000:]
     results["out"] = str(out)
     return results
