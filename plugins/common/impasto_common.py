@@ -10,6 +10,7 @@ that the two agree.
 
 from __future__ import annotations
 
+from collections.abc import Iterable  # in annotations only, which stay strings here (3.8)
 from dataclasses import dataclass
 from typing import Callable, NamedTuple  # noqa: UP035 - collections.abc.Callable[...] fails on 3.8
 
@@ -121,3 +122,25 @@ WAITING_STAGES = (QUEUED, LOADING)
 
 # progress(stage, fraction of the stage done in 0..1, position: jobs ahead in the queue, 0 once running)
 Progress = Callable[[str, float, int], None]
+
+# -- naming results ----------------------------------------------------------------------------------
+# One rule in every editor, so a result reads the same in Krita and in GIMP.
+
+STYLIZE, UPSCALE = "stylize", "upscale"
+
+
+def layer_name(display_name: str, op: str = STYLIZE, factor: int = 1, existing: Iterable[str] = ()) -> str:
+    """The name of a result layer (or image): a stylized one after its style's display name ("The Scream"),
+    an upscaled one after what was upscaled and the factor ("photo ×2"). A name already in `existing`
+    gets the next free number ("The Scream 2")."""
+    if op == UPSCALE:
+        base = f"{display_name.strip() or 'Untitled'} ×{factor}"
+    else:
+        base = display_name.strip() or "Impasto"
+    taken = set(existing)
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base} {n}" in taken:
+        n += 1
+    return f"{base} {n}"

@@ -1,8 +1,12 @@
 """The Krita plugin in real Krita (kritarunner, offscreen) against a real backend on loopback.
 
-One kritarunner run (Krita takes ~10 s to start) drives every case through the plugin as installed by
-`impasto plugin install krita`, with only that folder on Krita's Python path. The new layer's pixels
-must equal what the backend returns for the same input through the Python client."""
+One kritarunner run per Krita (it takes ~10 s to start) drives every case through the plugin as installed
+by `impasto plugin install krita`, with only that folder on Krita's Python path. The new layer's pixels
+must equal what the backend returns for the same input through the Python client.
+
+Every case runs on two Kritas: the host's (Debian 12: Krita 5.1.5, Python 3.11) and Debian 13's Krita
+5.2.9 (Python 3.13) in a chroot that `.ci/install-krita.sh` sets up at $IMPASTO_KRITA_ROOT (default
+/var/cache/impasto/krita-root). A missing one skips, or fails under IMPASTO_REQUIRE_EDITORS=1."""
 
 from __future__ import annotations
 
@@ -35,23 +39,40 @@ CASES = [
     {"name": "offset", "depth": "U8", "style": STYLE, "layer_size": [30, 20], "offset": [-4, -3]},
     {"name": "down", "depth": "U8", "style": STYLE, "address": "DOWN"},
     {"name": "cmyk", "depth": "U8", "model": "CMYKA", "style": STYLE},
-    {"name": "upscale", "depth": "U8", "op": "upscale", "scale": 2},
+    {"name": "upscale", "depth": "U8", "op": "upscale", "scale": 2, "save_as": "photo.kra"},
     {"name": "cancel", "depth": "U8", "style": STYLE, "op": "cancel", "size": [64, 48]},
+    {"name": "brush", "depth": "U8", "style": STYLE, "scale": 0.5, "size": [40, 32]},
+    {"name": "restyle", "depth": "U8", "style": STYLE, "style2": "wave", "op": "restyle"},
+    {"name": "preview", "depth": "U8", "style": STYLE, "op": "preview", "size": [96, 64]},
+    {"name": "limits", "depth": "U8", "op": "limits", "size": [4096, 4096]},
 ]
+DEFAULT_CHROOT = Path("/var/cache/impasto/krita-root")  # where .ci/run has install-krita.sh put it
+KRITAS = ["host", "chroot"]
 
 
-def _krita_root() -> Path | None:
-    """$IMPASTO_KRITA_ROOT: a chroot with another Krita (e.g. Debian 13's 5.2 on a Debian 12 host)."""
-    root = os.environ.get("IMPASTO_KRITA_ROOT", "")
-    return Path(root) if root and root != "/" else None
+def _expected_version(which: str) -> str:
+    """Debian 12 hosts (CI) have Krita 5.1, the chroot (Debian 13) and Debian 13 hosts 5.2."""
+    if which == "chroot":
+        return "5.2."
+    debian = Path("/etc/debian_version").read_text().strip() if Path("/etc/debian_version").exists() else ""
+    return {"12": "5.1.", "13": "5.2."}.get(debian.split(".")[0], "")
 
 
-def _kritarunner() -> str:
-    root = _krita_root()
-    path = str(root / "usr/bin/kritarunner") if root else shutil.which("kritarunner")
-    if path is None or not os.path.exists(path):
+def _krita_root() -> Path:
+    """The chroot with Debian 13's Krita: $IMPASTO_KRITA_ROOT, else the default if it is set up."""
+    root = Path(os.environ.get("IMPASTO_KRITA_ROOT", "") or DEFAULT_CHROOT)
+    if not (root / ".impasto-krita-ready").exists() or not (root / "usr/bin/kritarunner").exists():
+        unavailable(f"no Krita 5.2 chroot at {root}: run IMPASTO_KRITA_ROOT={root} .ci/install-krita.sh")
+    return root
+
+
+def _kritarunner(which: str) -> tuple[str, Path | None]:
+    if which == "chroot":
+        return "kritarunner", _krita_root()
+    path = shutil.which("kritarunner")
+    if path is None:
         unavailable("kritarunner not found: install Krita (apt-get install krita, or .ci/install-krita.sh)")
-    return path
+    return path, None
 
 
 def _require(*programs: str) -> None:
@@ -60,16 +81,11 @@ def _require(*programs: str) -> None:
         unavailable(f"{', '.join(missing)} not found: install them (.ci/install-krita.sh)")
 
 
-@pytest.fixture(scope="module")
-def runner() -> str:
-    return _kritarunner()
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=KRITAS)
 def krita_run(
-    runner: str, backend: str, unused_address: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, backend: str, unused_address: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[dict, Path]]:
-    root = _krita_root()
+    runner, root = _kritarunner(request.param)
     if root is None:
         base = tmp_path_factory.mktemp("krita")
     else:  # files must lie inside the chroot; paths given to Krita are then relative to it
@@ -104,7 +120,7 @@ def krita_run(
     if root is not None:
         # The chroot shares the network namespace, so the backend on 127.0.0.1 outside is reachable.
         command = ["chroot", str(root), "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items()),
-                   "kritarunner", "-s", "krita_driver", "-f", "main"]
+                   runner, "-s", "krita_driver", "-f", "main"]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     results_file = out / "results.json"
     if not results_file.exists():
@@ -112,6 +128,11 @@ def krita_run(
                     f"{proc.stderr[-3000:]}")
     results = json.loads(results_file.read_text())
     assert "fatal" not in results, results.get("fatal")
+    assert "running" not in results, (f"Krita stopped (rc {proc.returncode}) during case {results['running']!r}:\n"
+                                      f"{proc.stderr[-3000:]}")
+    # Krita must also exit cleanly: a crash on the way out means something of Krita's was freed late.
+    assert proc.returncode == 0, f"kritarunner exited with {proc.returncode}:\n{proc.stderr[-3000:]}"
+    results["which"] = request.param
     yield results, out
     if root is not None:
         shutil.rmtree(base, ignore_errors=True)
@@ -139,6 +160,9 @@ def test_installed_plugin_imports_only_what_the_installer_put_there(krita_run: t
         assert "/share/krita/pykrita/impasto/" in imp[key], (key, imp[key])
     assert imp["protobuf_impl"] == "python"
     assert imp["python"].startswith("3.")
+    # The Krita we meant, with the plugin on its Qt through qt.py (Krita 5: PyQt5).
+    assert imp["krita"].startswith(_expected_version(results["which"])), imp["krita"]
+    assert imp["qt"].startswith("PyQt5 5.15") and " on Qt 5.15" in imp["qt"], imp["qt"]
 
 
 # Krita's default 16-bit profile is linear (sRGB-elle-V2-g10.icc), so those pixels travel as linear.
@@ -202,7 +226,7 @@ def test_cmyk_document_gets_a_clear_message(krita_run: tuple[dict, Path]) -> Non
 def test_upscale_opens_a_new_document(krita_run: tuple[dict, Path], backend: str) -> None:
     facts, out = _case(krita_run, "upscale")
     assert facts["started"] and facts["finished"], facts["messages"]
-    assert facts["upscaled"] == [["upscale ×2", 48, 32, "U8"]]
+    assert facts["upscaled"] == [["photo ×2", 48, 32, "U8"]]  # named after the file, photo.kra
     assert facts["names_after"] == facts["names_before"]
     data = (out / "upscale.input").read_bytes()
     buf = PixelBuffer.from_bytes(data, 24, 16, PixelFormat.parse(facts["format"]))
@@ -211,8 +235,71 @@ def test_upscale_opens_a_new_document(krita_run: tuple[dict, Path], backend: str
     assert (out / "upscale.result").read_bytes() == expected
 
 
-def test_gui_start_button_apply_one_undo_and_backend_stops_with_krita(tmp_path: Path) -> None:
-    """The whole plugin in Krita's GUI under Xvfb (see krita_gui.py): Start, Apply, Undo, Redo, Quit."""
+def test_brush_size_is_the_processing_scale(krita_run: tuple[dict, Path], backend: str) -> None:
+    facts, out = _case(krita_run, "brush")
+    assert facts["started"] and facts["finished"], facts["messages"]
+    x, y, w, h = facts["rect"]
+    buf = PixelBuffer.from_bytes((out / "brush.input").read_bytes(), w, h, PixelFormat.parse(facts["format"]))
+    with Client(backend) as client:
+        expected = client.stylize(buf, STYLE, scale=0.5).tobytes()
+        plain = client.stylize(buf, STYLE).tobytes()
+    assert (out / "brush.result").read_bytes() == expected != plain
+
+
+def test_apply_on_a_result_stylizes_its_source(krita_run: tuple[dict, Path], backend: str) -> None:
+    facts, out = _case(krita_run, "restyle")
+    r = facts["restyled"]
+    assert facts["started"] and facts["finished"], facts["messages"]
+    # The second result sits above the first and is made from "Paint", not from the first result.
+    with Client(backend) as client:
+        wave_name = next(m.display_name or m.name for m in client.models() if m.name == "wave")
+    assert r["order"] == ["Background", "Paint", "Udnie", wave_name], r
+    assert r["message"] == f"Added layer “{wave_name}” from “Paint”, which “Udnie” was made from."
+    x, y, w, h = facts["rect"]
+    buf = PixelBuffer.from_bytes((out / "restyle.input").read_bytes(), w, h, PixelFormat.parse(facts["format"]))
+    with Client(backend) as client:
+        udnie = client.stylize(buf, STYLE)
+        wave = client.stylize(buf, "wave").tobytes()
+        stacked = client.stylize(udnie, "wave").tobytes()
+    assert (out / "restyle.first").read_bytes() == udnie.tobytes()
+    assert (out / "restyle.second").read_bytes() == wave != stacked
+    assert r["source_after_reopen"] == "Paint"  # the map is saved in the .kra
+    # "Added layer …" is taken down once the layer is gone (as after Undo).
+    assert r["message_before_undo"] and r["message_after_undo"] == ""
+
+
+def test_live_preview_uses_a_reduced_copy_and_leaves_the_document_alone(
+    krita_run: tuple[dict, Path], backend: str
+) -> None:
+    facts, out = _case(krita_run, "preview")
+    assert facts["started"], facts["messages"]
+    w, h, shrink = facts["thumb"]
+    assert [w, h, shrink] == [96, 64, 1.0]  # small enough to preview whole
+    shown = [m for m in facts["messages"] if m[0] == "show_preview"]
+    assert shown[-1][1] == [w, h] and shown[-1][2].startswith("Udnie, strength 80%")
+    thumb = PixelBuffer.from_bytes((out / "preview.thumb").read_bytes(), w, h, PixelFormat.parse("BGRA_U8"))
+    with Client(backend) as client:
+        expected = client.stylize(thumb, STYLE, strength=0.8).tobytes()
+    assert (out / "preview.preview").read_bytes() == expected
+    assert facts["names_after"] == facts["names_before"]
+    assert (out / "preview.after").read_bytes() == (out / "preview.before").read_bytes()
+
+
+def test_limits_are_known_before_sending(krita_run: tuple[dict, Path]) -> None:
+    facts, _ = _case(krita_run, "limits")
+    assert facts["sizes"] == [[4096, 4096], [4096, 4096]]
+    (f2, on2, why2), (f4, on4, _), (f8, on8, _) = facts["choices"]
+    assert (f2, f4, f8) == (2, 4, 8) and not (on2 or on4 or on8)
+    assert "8192×8192" in why2 and "64 MP" in why2 and "--" not in why2
+    assert facts["refused"] and facts["names_after"] == facts["names_before"]
+    errors = [m[1] for m in facts["messages"] if m[0] == "show_message" and m[2] is True]
+    assert errors and "8192×8192" in errors[-1]
+    assert "brush size of 52% or more" in facts["problem_at_half_brush"]
+
+
+def test_gui_the_docker_in_real_krita(tmp_path: Path) -> None:
+    """The whole plugin in Krita's GUI under Xvfb (see krita_gui.py), against the backend its Start
+    button runs."""
     _require("krita", "xvfb-run")
     sys.path.insert(0, str(HERE))
     try:
@@ -220,17 +307,34 @@ def test_gui_start_button_apply_one_undo_and_backend_stops_with_krita(tmp_path: 
     finally:
         sys.path.remove(str(HERE))
     wheels = os.environ.get("IMPASTO_WHEELS")
-    r = krita_gui.run(tmp_path, Path(wheels) if wheels else None, timeout=240)
-    assert r.get("done") and not r.get("errors") and not r.get("fatal"), r
+    r = krita_gui.run(tmp_path, Path(wheels) if wheels else None, timeout=300)
+    assert r.get("done") and not r.get("errors") and not r.get("fatal") and not r.get("timed_out"), r
+    assert "quit_blocked_by" not in r, r["quit_blocked_by"]
     assert r["actions"] == {"impasto_apply_style": True, "impasto_apply_last": True}
     # Default shortcuts come from impasto.action, so Krita's shortcut settings can change them.
     assert r["shortcuts"] == {"impasto_apply_style": "Ctrl+Alt+Shift+S",
                               "impasto_apply_last": "Ctrl+Alt+Shift+F"}
-    assert r["before_start"] is not True and r["docker_found"]
-    assert r["after_apply"] == ["Background", "Udnie"]
-    assert r["after_undo"] == ["Background"]  # one undo removes the result
+    assert r["docker_found"] and r["before_start"] is not True
+    # An empty Python field does not open the settings; one typed there counts for Start without Connect,
+    # and once the backend answers the settings fold and "Starting the backend…" goes.
+    assert r["settings_open_at_start"] is False
+    assert r["start_message"] == "Starting the backend…" and r["interpreter_saved"] == sys.executable
+    assert r["settings_open_after_connect"] is False and r["message_after_connect"] == ""
+    # The live preview: a reduced copy of the 300x200 photo (whole: it is small), in the docker.
+    assert r["preview"] == [300, 200]
+    # A long job: the bar moves and says how long is left; Cancel leaves the document as it was.
+    assert "left" in r["progress_label"] and len(r["progress_values"]) >= 3, r["progress_values"]
+    assert r["after_cancel"] == {"names": ["Background"], "message": "Cancelled; the document was not changed."}
+    assert r["after_apply"] == ["Background", "Udnie"] and r["message_after_apply"] == "Added layer “Udnie”."
+    assert r["after_undo"] == ["Background"] and r["message_after_undo"] == ""  # one Undo, message gone
     assert r["after_redo"] == ["Background", "Udnie"]
-    # The two actions: the dialog (accepted as is) and "again", each adding a layer like a filter would.
-    assert r["dialog"] == "Apply Impasto style"
+    # The dialog on the result "Udnie" stylized "Background" again: the same pixels, not a second coat.
+    assert r["dialog"] == "Apply Impasto style" and r["restyled_from_source"] is True
     assert sorted(r["final"]) == ["Background", "Udnie", "Udnie 2", "Udnie 3"], r["final"]
+    # A 4096x4096 image: no factor fits the backend's 64 MP, each says why, Upscale is off.
+    assert r["limits"]["enabled"] == [False, False, False] and not r["limits"]["upscale"]
+    assert "8192×8192" in r["limits"]["tooltip"] and "--" not in r["limits"]["tooltip"]
+    assert r["upscaled"] == [["chelsea ×2", 600, 400]]  # named after the file
+    # The backend dies: red within seconds; Start brings it back green.
+    assert r["red_seconds"] <= 4.0
     assert r["krita_exit"] == 0 and r["backend_still_running"] is False

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import importlib
+import itertools
 import sys
 import types
 from dataclasses import dataclass, field
@@ -40,10 +41,21 @@ class QRect:
         return self._r[3]
 
 
+class QUuid:
+    _ids = itertools.count(1)
+
+    def __init__(self) -> None:
+        self._text = f"{{{next(self._ids):08x}-0000-4000-8000-000000000000}}"
+
+    def toString(self) -> str:  # noqa: N802 - Krita's (Qt's) name
+        return self._text
+
+
 class Node:
     def __init__(self, doc: Document, name: str, kind: str = "paintlayer", space: tuple | None = None,
                  ) -> None:
         self.doc, self._name, self.kind = doc, name, kind
+        self._uuid = QUuid()
         self.space = space or (doc.model, doc.depth, doc.profile)
         self.pixels: dict[tuple[int, int], bytes] = {}  # (x, y) -> one pixel, sparse like a paint device
         self.children: list[Node] = []
@@ -90,6 +102,21 @@ class Node:
     def parentNode(self) -> Node | None:
         return self.parent
 
+    def uniqueId(self) -> QUuid:  # noqa: N802 - Krita's name
+        return self._uuid
+
+    def thumbnail(self, w: int, h: int) -> Any:
+        """Like Krita's: the image's bounds scaled to w x h (nearest pixel here), 8-bit, as a QImage."""
+        from plugin_loader import load
+
+        qt = load("qt")
+        data = bytearray()
+        for j in range(h):
+            for i in range(w):
+                px = self.pixels.get((i * self.doc.w // w, j * self.doc.h // h), bytes(self.bpp()))
+                data += px[:4] if self.space[1] == "U8" else bytes(4)
+        return qt.image_from_bgra(bytes(data), w, h)
+
     def childNodes(self) -> list[Node]:
         return list(self.children)
 
@@ -135,6 +162,8 @@ class Document:
         self.root = Node(self, "root", "grouplayer")
         self._selection: Selection | None = None
         self.undo: list[Any] = []
+        self.annotations: dict[str, bytes] = {}
+        self.file_name = ""
         bg = Node(self, "Background")
         bg.setPixelData(b"\xff" * (bg.bpp() * w * h), 0, 0, w, h)
         self.root.addChildNode(bg, None)
@@ -166,6 +195,18 @@ class Document:
 
     def rootNode(self) -> Node:
         return self.root
+
+    def fileName(self) -> str:  # noqa: N802 - Krita's name
+        return self.file_name
+
+    def annotationTypes(self) -> list[str]:  # noqa: N802 - Krita's name
+        return list(self.annotations)
+
+    def annotation(self, kind: str) -> bytes:
+        return self.annotations.get(kind, b"")
+
+    def setAnnotation(self, kind: str, description: str, data: bytes) -> None:  # noqa: N802 - Krita's name
+        self.annotations[kind] = bytes(data)
 
     def selection(self) -> Selection | None:
         return self._selection
@@ -227,12 +268,36 @@ class FakeDocuments:
     added: list[tuple[Any, bytes, str]] = field(default_factory=list)
     opened: list[tuple[Any, bytes, int, int]] = field(default_factory=list)
     names: list[str] = field(default_factory=lambda: ["Background"])
+    layer_size: tuple[int, int] = (2, 2)  # what sizes() says Apply would send
+    image_size: tuple[int, int] = (2, 2)
+    layer: str = "node"  # the active layer; a result's name maps to its source in `sources`
+    sources: dict[str, str] = field(default_factory=dict)
+    reads: list[bool] = field(default_factory=list)  # from_source of each read_layer
 
-    def read_layer(self):
+    def _check(self) -> None:
         if self.unsupported:
             raise formats.UnsupportedDocument(self.unsupported)
+
+    def _source(self, from_source: bool) -> str:
+        return self.sources.get(self.layer, self.layer) if from_source else self.layer
+
+    def read_layer(self, from_source=False):
+        self._check()
+        self.reads.append(from_source)
         data = bytes(range(16))
-        return formats.LayerSnapshot("doc", "node", formats.Rect(3, 4, 2, 2), "BGRA_U8", data, self.selection)
+        node = self._source(from_source)
+        return formats.LayerSnapshot("doc", node, formats.Rect(3, 4, 2, 2), "BGRA_U8", data, self.selection,
+                                     self.layer, *((self.layer, node) if node != self.layer else ("", "")))
+
+    def sizes(self, from_source=False):
+        return (None if self.unsupported else self.layer_size), self.image_size
+
+    def preview_key(self, from_source=False):
+        return None if self.unsupported else (self._source(from_source), self.layer_size)
+
+    def read_preview(self, long_side, from_source=False):
+        self._check()
+        return formats.PreviewSnapshot(bytes(range(16)), 2, 2, 1.0, self.preview_key(from_source))
 
     def layer_names(self, snap):
         return list(self.names)
@@ -242,6 +307,14 @@ class FakeDocuments:
             raise formats.UnsupportedDocument("The image was closed before the result arrived.")
         self.added.append((snap, data, name))
         self.names.append(name)
+        self.sources[name] = snap.node
+        return name
+
+    def layer_exists(self, doc, layer):
+        return layer in self.names
+
+    def is_open(self, doc):
+        return self.open
 
     def read_image(self):
         return formats.ImageSnapshot("doc", formats.Rect(0, 0, 2, 2), "RGBA_F32_LINEAR", b"\0" * 64,
@@ -249,6 +322,7 @@ class FakeDocuments:
 
     def open_image(self, snap, data, w, h):
         self.opened.append((snap, data, w, h))
+        return "new document"
 
 
 class FakeView:

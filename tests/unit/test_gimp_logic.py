@@ -300,8 +300,9 @@ def test_layer_names_follow_krita() -> None:
     assert logic.layer_name("  ", logic.STYLIZE) == "Impasto"
     assert logic.layer_name("photo", logic.UPSCALE, 2) == "photo ×2"
     assert logic.layer_name("", logic.UPSCALE, 4) == "Untitled ×4"
-    with pytest.raises(ValueError, match="operation"):
-        logic.layer_name("x", "sharpen")
+    # a name already in the image gets the next free number, as in Krita
+    assert logic.layer_name("The Scream", logic.STYLIZE, existing=["The Scream"]) == "The Scream 2"
+    assert logic.layer_name("The Scream", logic.STYLIZE, existing=["The Scream", "The Scream 2"]) == "The Scream 3"
 
 
 def test_display_name_and_upscaled_file_name() -> None:

@@ -3,6 +3,7 @@ Krita's API: paint devices that extend anywhere (offsets, off-canvas), BGRA for 
 
 from __future__ import annotations
 
+import json
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -121,5 +122,70 @@ def test_upscale_reads_the_image_and_opens_a_new_document(kritadoc: Any) -> None
     assert snap.rect == formats.Rect(0, 0, 8, 6) and snap.pixel_format == "BGRA_U8"
     new = docs.open_image(snap, bytes(16 * 12 * 4), 16, 12)
     assert (new.width(), new.height(), new.colorDepth(), new.name()) == (16, 12, "U8", "img ×2")
-    assert [n.name() for n in new.root.children] == ["Upscaled"]
+    assert [n.name() for n in new.root.children] == ["img ×2"]
     assert len(app.docs) == 2 and [n.name() for n in doc.root.children] == ["Background", "Paint"]
+
+
+def test_upscaled_document_is_named_after_the_file(kritadoc: Any) -> None:
+    app, doc, layer = setup_doc()
+    doc.file_name = "/home/artist/photos/photo.final.jpg"
+    docs = kritadoc.KritaDocuments(app, lambda: (doc, layer))
+    new = docs.open_image(docs.read_image(), bytes(16 * 12 * 4), 16, 12)
+    assert new.name() == "photo.final ×2"
+    doc.file_name, doc._name = "", ""  # a new image, never saved, without a title
+    assert docs.read_image().name == "Untitled"
+
+
+def test_a_result_remembers_its_source_and_restyling_reads_the_source(kritadoc: Any) -> None:
+    app, doc, layer = setup_doc()
+    active = [layer]
+    docs = kritadoc.KritaDocuments(app, lambda: (doc, active[0]))
+    first = docs.add_layer(docs.read_layer(True), bytes(4 * 3 * 4), "Udnie")
+    active[0] = first  # Krita makes the new layer the active one
+    again = docs.read_layer(from_source=True)
+    assert again.node is layer and again.above is first
+    assert (again.result_of, again.source_name) == ("Udnie", "Paint")
+    assert again.data == layer.pixelData(2, 1, 4, 3)
+    second = docs.add_layer(again, bytes(4 * 3 * 4), "Wave")
+    assert [n.name() for n in doc.root.children] == ["Background", "Paint", "Udnie", "Wave"]
+    active[0] = second  # a result of a result still leads to the original
+    assert docs.read_layer(from_source=True).node is layer
+    assert docs.read_layer(from_source=False).node is second  # the artist turned it off
+    # The map lives in the document (saved in the .kra), so a reopened document still knows.
+    assert kritadoc.source_of(doc, second) is layer
+    assert json.loads(doc.annotation(kritadoc.SOURCES)) == {
+        kritadoc.uuid_of(first): kritadoc.uuid_of(layer), kritadoc.uuid_of(second): kritadoc.uuid_of(layer)}
+    layer.remove()  # the source is gone: the result itself is what there is to stylize
+    assert docs.read_layer(from_source=True).node is second
+
+
+def test_layer_exists_until_undo_takes_it_out(kritadoc: Any) -> None:
+    app, doc, layer = setup_doc()
+    docs = kritadoc.KritaDocuments(app, lambda: (doc, layer))
+    new = docs.add_layer(docs.read_layer(), bytes(4 * 3 * 4), "Udnie")
+    assert docs.layer_exists(doc, new)
+    new.remove()  # what Undo of "Add Layer" does to the tree
+    assert not docs.layer_exists(doc, new)
+    app.docs.remove(doc)
+    assert not docs.layer_exists(doc, layer)
+
+
+def test_sizes_say_what_would_be_sent_without_reading_pixels(kritadoc: Any) -> None:
+    app, doc, layer = setup_doc()
+    docs = kritadoc.KritaDocuments(app, lambda: (doc, layer))
+    assert docs.sizes() == ((4, 3), (8, 6))
+    doc._selection = Selection(3, 2, 10, 10)
+    assert docs.sizes() == ((3, 2), (5, 4))
+    assert kritadoc.KritaDocuments(app, lambda: (None, None)).sizes() == (None, None)
+
+
+def test_preview_reads_a_reduced_8_bit_copy(kritadoc: Any) -> None:
+    app = App()
+    doc = app.createDocument(40, 20, "img", "RGBA", "U8", "", 72.0)
+    layer = doc.root.children[0]
+    layer.setPixelData(b"\x10\x20\x30\xff" * 40 * 20, 0, 0, 40, 20)
+    docs = kritadoc.KritaDocuments(app, lambda: (doc, layer))
+    snap = docs.read_preview(10)
+    assert (snap.width, snap.height, snap.shrink) == (10, 5, 0.25)
+    assert snap.data == b"\x10\x20\x30\xff" * 50  # BGRA, as Krita's 8-bit layers and the wire have it
+    assert snap.key == docs.preview_key() and layer.writes == 2  # the background fill and ours: read only

@@ -24,26 +24,31 @@ def model(name: str, kind: str = "style") -> ModelEntry:
 
 class FakeClient:
     def __init__(self, up: bool = True, ops: tuple[str, ...] = ("stylize", "upscale"), fail: Any = None,
-                 gate: threading.Event | None = None) -> None:
-        self.up, self.ops, self.fail, self.gate = up, ops, fail, gate
+                 gate: threading.Event | None = None, max_pixels: int = 10**8) -> None:
+        self.up, self.ops, self.fail, self.gate, self.max_pixels = up, ops, fail, gate, max_pixels
         self.calls: list[tuple[str, tuple, dict]] = []
+        self.infos = 0
 
     def _check(self) -> None:
         if not self.up:
             raise BackendNotRunning("127.0.0.1:50051", "connection refused")
 
     def server_info(self) -> Info:
+        self.infos += 1
         self._check()
-        return Info("0.1.0", "cpu", 0, 0, 0, 4, 10**8, self.ops)
+        return Info("0.1.0", "cpu", 0, 0, 0, 4, self.max_pixels, self.ops)
 
     def list_models(self, kind: str = "") -> list[ModelEntry]:
         self._check()
-        return [model("udnie"), model("wave"), model("srgan-x2", "sr")]
+        sr = ModelEntry("srgan-x2", "sr", "SRGAN", "", 2, "srgan", "MIT", "", b"", True)
+        sr4 = ModelEntry("srgan-x4", "sr", "SRGAN", "", 4, "srgan", "MIT", "", b"", True)
+        return [model("udnie"), model("wave"), sr, sr4]
 
     def stylize(self, data, w, h, fmt, style, **kw) -> ImageResult:
         self.calls.append(("stylize", (data, w, h, fmt, style), kw))
         self._check()
-        kw["progress"]("stylize", 0.5, 0)
+        if kw.get("progress"):
+            kw["progress"]("stylize", 0.5, 0)
         if self.gate is not None:
             while not kw["cancel"].is_set():
                 kw["cancel"].wait(0.01)
@@ -77,7 +82,7 @@ def test_refresh_fills_gallery_and_status() -> None:
     assert ctrl.wait(5)
     assert ctrl.connected is True and view.last("show_status")[1] is True
     _, styles, upscalers, ops = view.last("show_models")
-    assert [m.name for m in styles] == ["udnie", "wave"] and [m.name for m in upscalers] == ["srgan-x2"]
+    assert [m.name for m in styles] == ["udnie", "wave"] and [m.name for m in upscalers] == ["srgan-x2", "srgan-x4"]
     assert "refine" in ops and ctrl.settings.style == "udnie"
 
 
@@ -218,7 +223,7 @@ def test_disconnected_docker_looks_again_now_and_then() -> None:
     assert ctrl.connected is False
     client.up = True  # started by hand, outside Krita
     ctrl.poll()
-    assert ctrl._refresh_job is None  # not yet: retries are spaced out
+    assert ctrl._probe is None  # not yet: retries are spaced out
     now[0] += controller_mod.IDLE_RETRY_SECONDS + 0.1
     ctrl.poll()
     ctrl.wait(5)

@@ -10,7 +10,7 @@ import time
 from array import array
 
 import pytest
-from plugin_loader import load
+from plugin_loader import load, load_common
 
 formats = load("formats")
 jobs = load("jobs")
@@ -75,10 +75,23 @@ def test_apply_selection_u16_f32_f16() -> None:
         0.25, 0.5, 2.0, 0.0)
 
 
-def test_layer_name_numbers_duplicates() -> None:
-    assert formats.layer_name("Udnie", ["Background"]) == "Udnie"
-    assert formats.layer_name("Udnie", ["Udnie", "Udnie 2"]) == "Udnie 3"
-    assert formats.layer_name("  ", []) == "Impasto"
+def test_one_layer_naming_rule_for_every_editor() -> None:
+    layer_name = load_common().layer_name
+    assert layer_name("The Scream", "stylize", existing=["Background"]) == "The Scream"
+    assert layer_name("Udnie", existing=["Udnie", "Udnie 2"]) == "Udnie 3"
+    assert layer_name("  ") == "Impasto"
+    assert layer_name("photo", "upscale", 2) == "photo ×2"
+    assert layer_name("", "upscale", 4, existing=["Untitled ×4"]) == "Untitled ×4 2"
+
+
+def test_settings_keep_brush_scale_and_the_docker_switches() -> None:
+    store: dict[tuple[str, str], str] = {}
+    s = settings_mod.Settings(scale=0.5, from_source=False, live_preview=False)
+    s.save(lambda g, n, v: store.__setitem__((g, n), v))
+    loaded = settings_mod.Settings.load(lambda g, n, d: store.get((g, n), d))
+    assert loaded == s and loaded.options.scale == 0.5
+    store[("impasto", "scale")] = "9"  # past SCALE.high: clamped, never sent as is
+    assert settings_mod.Settings.load(lambda g, n, d: store.get((g, n), d)).scale == 4.0
 
 
 def test_settings_round_trip_and_bad_values() -> None:

@@ -29,6 +29,18 @@ def wheels(tmp_path: Path) -> Path:
     return folder
 
 
+def test_plugin_manager_gets_a_manual(tmp_path: Path, wheels: Path) -> None:
+    """Krita's Python Plugin Manager shows the file the .desktop names (X-Krita-Manual), read from the
+    installed package folder, instead of "No Manual Available"."""
+    dest = tmp_path / "krita" / "pykrita"
+    plugin_install.install_krita(dest, wheels)
+    entries = dict(line.split("=", 1) for line in (dest / "impasto.desktop").read_text().splitlines()
+                   if "=" in line)
+    manual = dest / "impasto" / entries["X-Krita-Manual"]
+    text = manual.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and "Brush size" in text and "Live preview" in text
+
+
 def test_install_krita_lays_out_plugin_vendor_and_action(tmp_path: Path, wheels: Path) -> None:
     dest = tmp_path / "krita" / "pykrita"
     done = plugin_install.install_krita(dest, wheels)

@@ -241,7 +241,8 @@ def stylize(image, drawables, style, strength, preserve_colors, refine, brush, b
     problem = logic.stylize_problem(region.width, region.height, brush, backend.max_pixels)
     if problem:
         raise PluginError(problem)
-    name = logic.layer_name(logic.display_name(backend.models, style), logic.STYLIZE)
+    taken = [layer.get_name() for layer in logic.flatten(image.get_layers(), _children)]
+    name = logic.layer_name(logic.display_name(backend.models, style), logic.STYLIZE, existing=taken)
     # Always with alpha, so the new layer keeps the source's transparency whatever the source has.
     job = logic.ImageJob(region, _formats(image, True))
     request = logic.stylize_request(job, _read(source, region, job.formats.babl), style, strength,

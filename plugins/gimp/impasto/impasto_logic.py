@@ -21,12 +21,15 @@ from impasto_common import (
     QUEUED,
     SCALE,
     STRENGTH,
+    STYLIZE,  # noqa: F401  (re-exported: the plug-in calls logic.STYLIZE)
+    UPSCALE,
     WAITING_STAGES,
     Progress,
     Range,
     Rect,
     bytes_per_pixel,
     format_name,
+    layer_name,
 )
 
 T = TypeVar("T")
@@ -428,21 +431,7 @@ def style_problem(style: str | None, models: Sequence[Any]) -> str:
 
 
 # -- naming results ----------------------------------------------------------------------------------
-# Krita's rule, so a result reads the same in both editors. Temporary: impasto_common gains the same
-# layer_name for both plugins, and this one then goes.
-
-STYLIZE, UPSCALE = "stylize", "upscale"
-
-
-def layer_name(display_name: str, op: str, factor: int | None = None) -> str:
-    """The name of a result: a stylized layer after its style's display name ("The Scream"), an upscaled
-    image after what was upscaled and the factor ("photo ×2")."""
-    if op == UPSCALE:
-        return f"{display_name.strip() or 'Untitled'} ×{factor}"
-    if op == STYLIZE:
-        return display_name.strip() or "Impasto"
-    raise ValueError(f"unknown operation {op!r}")
-
+# One rule in both editors (impasto_common.layer_name), so a result reads the same in Krita and GIMP.
 
 def display_name(models: Iterable[Any], name: str) -> str:
     """The model's display name as the backend lists it, or its name."""

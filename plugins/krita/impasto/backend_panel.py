@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PyQt5.QtCore import QTimer
-from PyQt5.QtWidgets import (
+from .backend_setup import DONE, ERROR, LINE, PROGRESS, WANT, BackendSetup
+from .qt import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -20,12 +20,11 @@ from PyQt5.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QTimer,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
-
-from .backend_setup import DONE, ERROR, LINE, PROGRESS, WANT, BackendSetup
 
 
 class BackendSetupPanel(QWidget):
@@ -114,7 +113,7 @@ class BackendSetupPanel(QWidget):
         answer = QMessageBox.question(self, "Remove the Impasto backend",
                                       f"Stop the backend and delete {self.setup.env_dir}? Installing it again "
                                       "downloads everything again.")
-        if answer != QMessageBox.Yes:
+        if answer != QMessageBox.StandardButton.Yes:
             return
         if self.controller.settings.interpreter == self.setup.interpreter:
             self.controller.server.stop()  # its files cannot go while it runs (Windows)

@@ -1,29 +1,51 @@
 """What the docker and the actions do, in plain Python: no Krita, no Qt.
 
-The controller owns the backend connection state, the one running image job and the settings. Editor
-access goes through `documents` (kritadoc.KritaDocuments in Krita, a fake in tests); every view (a docker
-per Krita window) gets the same updates. `poll()` must be called regularly on the GUI thread: it is where
-finished network jobs touch the document, so Krita is only ever called from that thread."""
+The controller owns the backend connection state, the one running image job, the live preview and the
+settings. Editor access goes through `documents` (kritadoc.KritaDocuments in Krita, a fake in tests); every
+view (a docker per Krita window, a progress popup) gets the same updates, each through the View methods it
+has. `poll()` must be called regularly on the GUI thread: it is where finished network jobs touch the
+document, so Krita is only ever called from that thread.
+
+Everything the docker shows must stay true: a cheap server_info every HEALTH_SECONDS notices a backend
+that went away (or came back) within a few seconds, and a message that stops being true (the layer it
+names was undone, the backend it says is starting has answered) is taken down."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
-from impasto_common import DONE, ERROR, FACTORS, PROGRESS
+from impasto_common import ERROR, PROGRESS, STYLIZE, layer_name
 
-from .formats import UnsupportedDocument, apply_selection, layer_name
+from .connection import (  # noqa: F401 - re-exported: the tests and the extension know them from here
+    HEALTH_SECONDS,
+    IDLE_RETRY_SECONDS,
+    RETRY_SECONDS,
+    ClientFactory,
+    Connection,
+    default_client_factory,
+    describe_error,
+)
+from .formats import UnsupportedDocument, apply_selection
 from .jobs import Event, Job
+from .limits import Choice, stylize_problem, upscale_choices
+from .preview import LivePreview, Previewer
+from .progress import ProgressTracker
 from .server_process import ServerProcess
 from .settings import Read, Settings, StyleOptions, Write
 
-ClientFactory = Callable[[str, str], Any]  # (address, token) -> an impasto_client.ImpastoClient
-RETRY_SECONDS = 1.0
-IDLE_RETRY_SECONDS = 10.0  # while disconnected, look again now and then: the user may start it elsewhere
-START_WAIT_SECONDS = 120.0  # importing torch and loading models can take a while on a cold start
+WATCH_SECONDS = 0.5  # document sizes, stale messages, the preview's layer, the time-left text
+NOTE_GRACE_SECONDS = 2.0  # how long a message may wait to be seen true before it counts as stale
+Valid = Callable[[], bool]
+
+
+def _checked(result: Any, width: int, height: int, pixel_format: str) -> bytes:
+    data, rw, rh, fmt = result
+    if (rw, rh, fmt) != (width, height, pixel_format):
+        raise RuntimeError(f"the backend sent a {rw}×{rh} {fmt} image, expected {width}×{height} {pixel_format}")
+    return data
 
 
 class View(Protocol):
@@ -31,33 +53,13 @@ class View(Protocol):
     def show_models(self, styles: list[Any], upscalers: list[Any], operations: tuple[str, ...]) -> None: ...
     def show_busy(self, busy: bool, text: str) -> None: ...
     def show_progress(self, stage: str, fraction: float, position: int) -> None: ...
+    def show_activity(self, text: str, percent: int | None) -> None: ...
     def show_message(self, text: str, error: bool = False) -> None: ...
+    def show_limits(self) -> None: ...
+    def show_preview(self, image: tuple[bytes, int, int] | None, text: str) -> None: ...
 
 
-def default_client_factory(address: str, token: str) -> Any:
-    from impasto_client import ImpastoClient  # vendored beside the plugin; imported late to load fast
-
-    return ImpastoClient(address, token or None)
-
-
-def describe_error(exc: BaseException) -> tuple[bool, str]:
-    """(backend unreachable?, message for the user) for a failed job."""
-    code = getattr(exc, "code", None)
-    name = type(exc).__name__
-    if name == "BackendNotRunning" or code == "UNAVAILABLE":
-        return True, ("The Impasto backend is not running. Press Start, or run `impasto serve` "
-                      "and check the address.")
-    if name == "OperationCancelled" or code == "CANCELLED":
-        return False, "Cancelled; the document was not changed."
-    if code == "UNAUTHENTICATED":
-        return False, "The backend needs a token: enter the one `impasto serve` was given."
-    if code is not None:
-        message = getattr(exc, "message", "") or str(exc)
-        return False, f"The backend could not do it: {message}"
-    return False, f"Unexpected error ({name}): {exc}"
-
-
-class Controller:
+class Controller(Connection, LivePreview):
     def __init__(
         self,
         documents: Any,
@@ -75,24 +77,37 @@ class Controller:
         self.clock = clock
         self.views: list[View] = []
         self.connected: bool | None = None  # None: not asked yet
-        self.server_version = ""
+        self.info: Any = None  # the backend's last ServerInfo
         self.styles: list[Any] = []
         self.upscalers: list[Any] = []
         self.operations: tuple[str, ...] = ()
         self.job: Job | None = None
+        self.tracker: ProgressTracker | None = None
         self._job_done: Callable[[Any], None] | None = None
-        self._refresh_job: Job | None = None
+        self._probe: Job | None = None  # server_info (+ list_models when `_probe_full`) off the GUI thread
+        self._probe_full = False
+        self._pending_full = False
         self._retry_until = 0.0
-        self._next_retry = 0.0
+        self._next_probe = 0.0
         self._refresh_error = ""
+        self._note: Valid | None = None  # while the message shown is true; None: no condition
+        self._note_seen, self._note_since = False, 0.0
+        self._next_watch = 0.0
+        self.sizes: tuple[Any, Any] = (None, None)  # (layer, image) (width, height) Apply/Upscale would send
+        self._preview_key: object = None
+        self.preview = Previewer()
+        self.closed = False  # after shutdown(): poll() does nothing more
 
     # -- views --------------------------------------------------------------------------------------
 
     def add_view(self, view: View) -> None:
         self.views.append(view)
-        view.show_status(self.connected, self._status_text())
-        view.show_models(self.styles, self.upscalers, self.operations)
-        view.show_busy(self.busy, "")
+        for method, *args in (("show_status", self.connected, self._status_text()),
+                              ("show_models", self.styles, self.upscalers, self.operations),
+                              ("show_busy", self.busy, "")):
+            show = getattr(view, method, None)
+            if show is not None:
+                show(*args)
 
     def remove_view(self, view: View) -> None:
         if view in self.views:
@@ -100,9 +115,20 @@ class Controller:
 
     def _each(self, method: str, *args: Any) -> None:
         for view in list(self.views):
-            getattr(view, method)(*args)
+            show = getattr(view, method, None)  # a popup has fewer methods than the docker
+            if show is None:
+                continue
+            try:
+                show(*args)
+            except RuntimeError as exc:
+                if "has been deleted" not in str(exc):
+                    raise
+                self.remove_view(view)  # its widgets went with its window (Krita quitting, say)
 
-    def message(self, text: str, error: bool = False) -> None:
+    def message(self, text: str, error: bool = False, valid: Valid | None = None) -> None:
+        """Show `text`; with `valid`, take it down again once valid() turns False."""
+        self._note = valid if text else None
+        self._note_seen, self._note_since = False, self.clock()
         self._each("show_message", text, error)
 
     # -- settings -----------------------------------------------------------------------------------
@@ -110,10 +136,15 @@ class Controller:
     def update_settings(self, **changes: Any) -> None:
         reconnect = any(changes.get(k, getattr(self.settings, k)) != getattr(self.settings, k)
                         for k in ("address", "token"))
+        rewatch = changes.get("from_source", self.settings.from_source) != self.settings.from_source
         self.settings = replace(self.settings, **changes)
         self.settings.save(self._write)
         if reconnect:
             self.refresh()
+        if rewatch:
+            self._next_watch = 0.0
+        if not self.settings.live_preview:
+            self.preview.stop()
 
     def style_display_name(self, style: str) -> str:
         for model in self.styles:
@@ -121,88 +152,60 @@ class Controller:
                 return model.display_name or style
         return style
 
-    # -- connection ---------------------------------------------------------------------------------
+    # -- limits -------------------------------------------------------------------------------------
 
-    def _client(self) -> Any:
-        """A client for the current settings, or None after telling the user why there is none."""
+    @property
+    def max_pixels(self) -> int:
+        return int(self.info.max_pixels) if self.info is not None else 0
+
+    def upscale_choices(self) -> list[Choice]:
+        """Each factor, and whether the image (or selection) Upscale would send now fits the backend."""
+        image = self.sizes[1] or (0, 0)
+        scales = [m.scale for m in self.upscalers] if self.connected else None
+        return upscale_choices(image[0], image[1], self.max_pixels, scales)
+
+    def stylize_problem(self, scale: float) -> str:
+        """Why Apply would be refused at `scale` for the layer it would send now; "" when it would not."""
+        layer = self.sizes[0]
+        return stylize_problem(layer[0], layer[1], scale, self.max_pixels) if layer else ""
+
+    def _watch(self) -> None:
+        """The GUI tick's slower half: what the document looks like now, and what follows from it."""
+        self._next_watch = self.clock() + WATCH_SECONDS
         try:
-            return self.client_factory(self.settings.address, self.settings.token)
-        except ImportError as exc:
-            # The vendored packages did not load in this Krita's Python (missing, or too new for it).
-            version = ".".join(map(str, sys.version_info[:3]))
-            self.message(f"Impasto's client cannot load in Krita's Python {version}: {exc}. Reinstall the "
-                         "plugin with `impasto plugin install krita`.", error=True)
-        except ValueError as exc:  # a malformed address
-            self.message(str(exc), error=True)
-        return None
+            sizes = self.documents.sizes(self.settings.from_source)
+            key = self.documents.preview_key(self.settings.from_source)
+        except Exception:  # noqa: BLE001 - a document closing under us must not stop the timer
+            sizes, key = (None, None), None
+        if sizes != self.sizes:
+            self.sizes = sizes
+            self._each("show_limits")
+        if key != self._preview_key:
+            self._preview_key = key
+            if key is None:
+                self.preview.stop()
+                self._each("show_preview", None, "Select a paint layer to see a preview.")
+            elif self.settings.live_preview:
+                self.preview.again(self.clock())
+        self._check_note()
+        if self.tracker is not None:
+            report = self.tracker.report(self.clock())
+            self._each("show_activity", report.text, report.percent)
 
-    def _status_text(self) -> str:
-        if self.connected is None:
-            return "Connecting…"
-        if self.connected:
-            version = f" (v{self.server_version})" if self.server_version else ""
-            return f"Connected to {self.settings.address}{version}"
-        if self.server.running:
-            return "Backend starting…"
-        return f"Backend not running at {self.settings.address}"
-
-    def connect(self) -> None:
-        """The Connect button: ask again, and say again what is wrong if it still is."""
-        self._refresh_error = ""
-        self.refresh()
-
-    def refresh(self) -> None:
-        """Ask the backend for its info and models, off the GUI thread."""
-        if self._refresh_job is not None:
+    def _check_note(self) -> None:
+        """Take the message down once what it says stops being true. With a view open, Krita adds a layer
+        a moment (an event loop turn or more) after it was asked to: a note goes once it has been seen
+        true and no longer is, or when it was never seen true within NOTE_GRACE_SECONDS."""
+        if self._note is None:
             return
-        client = self._client()
-        if client is None:
-            return
-
-        def work(progress: Any, cancel: Any) -> tuple[Any, list[Any]]:
-            return client.server_info(), client.list_models()
-
-        self._refresh_job = Job("refresh", work).start()
-
-    def _refresh_finished(self, event: Event) -> None:
-        self._refresh_job = None
-        if event.kind == DONE:
-            info, models = event.result
-            self._refresh_error = ""
-            self.connected = True
-            self._retry_until = 0.0
-            self.server_version = info.version
-            self.operations = tuple(info.operations)
-            self.styles = [m for m in models if m.kind == "style"]
-            self.upscalers = [m for m in models if m.kind == "sr"]
-            if not self.settings.style and self.styles:
-                self.settings = replace(self.settings, style=self.styles[0].name)
-            self._each("show_models", self.styles, self.upscalers, self.operations)
-        else:
-            unreachable, text = describe_error(event.error or Exception("unknown"))
-            if not self._retry_until:
-                self._next_retry = self.clock() + IDLE_RETRY_SECONDS
-            self.connected = False
-            if unreachable and self.server.exit_code() not in (None, 0):
-                text = f"The backend stopped: {self.server.error_output() or 'see its log'}"
-                self._retry_until = 0.0
-            elif unreachable:
-                text = ""
-            if text and text != self._refresh_error:  # said once, not again at every retry
-                self.message(text, error=True)
-            self._refresh_error = text
-        self._each("show_status", self.connected, self._status_text())
-
-    def start_backend(self) -> None:
         try:
-            self.server.start(self.settings.interpreter, self.settings.address, self.settings.token)
-        except (ValueError, OSError) as exc:
-            self.message(str(exc), error=True)
-            return
-        self.message("Starting the backend…")
-        self._retry_until = self.clock() + START_WAIT_SECONDS
-        self._next_retry = self.clock() + RETRY_SECONDS
-        self._each("show_status", self.connected, self._status_text())
+            true = bool(self._note())
+        except Exception:  # noqa: BLE001 - e.g. the document is gone: so is what the note says
+            true, self._note_seen = False, True
+        if true:
+            self._note_seen = True
+        elif self._note_seen or self.clock() - self._note_since > NOTE_GRACE_SECONDS:
+            self.message("")
 
     # -- image jobs ---------------------------------------------------------------------------------
 
@@ -211,13 +214,16 @@ class Controller:
         return self.job is not None
 
     def _start(self, name: str, text: str, work: Any, done: Callable[[Any], None]) -> None:
+        self.preview.stop()  # the job needs the backend more than the preview does
         self.job = Job(name, work).start()
         self._job_done = done
+        self.tracker = ProgressTracker(text.rstrip("…"), self.clock())
         self.message("")
         self._each("show_busy", True, text)
 
     def apply(self, options: StyleOptions | None = None) -> bool:
-        """Stylize the active layer (or the selection on it) into a new layer above it."""
+        """Stylize the active layer (or the selection on it) into a new layer above it. When the active
+        layer is an Impasto result (and `from_source` is on), the layer it was made from is stylized."""
         if self.busy:
             self.message("Impasto is still working on the previous job.", error=True)
             return False
@@ -227,8 +233,14 @@ class Controller:
             return False
         if "refine" not in self.operations:
             options = replace(options, refine=0)
+        from_source = self.settings.from_source
         try:
-            snap = self.documents.read_layer()
+            self.sizes = self.documents.sizes(from_source)
+            problem = self.stylize_problem(options.scale)
+            if problem:
+                self.message(problem, error=True)
+                return False
+            snap = self.documents.read_layer(from_source)
         except UnsupportedDocument as exc:
             self.message(str(exc), error=True)
             return False
@@ -237,22 +249,30 @@ class Controller:
         if client is None:
             return False
 
+        # The worker gets plain values only, never `snap`: Krita objects must be freed on the GUI thread,
+        # and the last reference to what a worker holds can go away on the worker's thread.
+        pixels, width, height, fmt, mask = snap.data, snap.rect.width, snap.rect.height, snap.pixel_format, \
+            snap.selection
+
         def work(progress: Any, cancel: Any) -> Any:
             result = client.stylize(
-                snap.data, snap.rect.width, snap.rect.height, snap.pixel_format, options.style,
+                pixels, width, height, fmt, options.style,
                 strength=options.strength, preserve_colors=options.preserve_colors, refine=options.refine,
-                progress=progress, cancel=cancel,
+                scale=options.scale, progress=progress, cancel=cancel,
             )
-            data = self._checked(result, snap.rect.width, snap.rect.height, snap.pixel_format)
-            if snap.selection is not None:
+            data = _checked(result, width, height, fmt)
+            if mask is not None:
                 # Per-pixel Python for soft selections: done here so the GUI thread never waits on it.
-                data = apply_selection(data, snap.selection, snap.pixel_format)
+                data = apply_selection(data, mask, fmt)
             return data
 
         def done(data: bytes) -> None:
-            name = layer_name(display, self.documents.layer_names(snap))
-            self.documents.add_layer(snap, data, name)
-            self.message(f"Added layer “{name}”.")
+            name = layer_name(display, STYLIZE, existing=self.documents.layer_names(snap))
+            layer = self.documents.add_layer(snap, data, name)
+            text = f"Added layer “{name}”."
+            if snap.result_of:
+                text = f"Added layer “{name}” from “{snap.source_name}”, which “{snap.result_of}” was made from."
+            self.message(text, valid=lambda: self.documents.layer_exists(snap.doc, layer))
 
         self.settings = replace(self.settings.with_options(options), last_style=options.style)
         self.settings.save(self._write)
@@ -270,11 +290,14 @@ class Controller:
         if self.busy:
             self.message("Impasto is still working on the previous job.", error=True)
             return False
-        if scale not in FACTORS:
-            factors = ", ".join(map(str, FACTORS[:-1])) + f" or {FACTORS[-1]}"
-            self.message(f"Upscaling works by {factors}, not {scale}.", error=True)
-            return False
         try:
+            self.sizes = self.documents.sizes(self.settings.from_source)
+            choice = next((c for c in self.upscale_choices() if c.factor == scale), None)
+            if choice is None or not choice.enabled:
+                factors = ", ".join(f"×{c.factor}" for c in self.upscale_choices() if c.enabled) or "none"
+                self.message(choice.reason if choice else f"Upscaling works by {factors}, not ×{scale}.",
+                             error=True)
+                return False
             snap = self.documents.read_image()
         except UnsupportedDocument as exc:
             self.message(str(exc), error=True)
@@ -282,30 +305,21 @@ class Controller:
         client = self._client()
         if client is None:
             return False
-        w, h = snap.rect.width, snap.rect.height
+        pixels, w, h, fmt = snap.data, snap.rect.width, snap.rect.height, snap.pixel_format  # no `snap`: see apply
 
         def work(progress: Any, cancel: Any) -> Any:
-            result = client.upscale(snap.data, w, h, snap.pixel_format, scale,
-                                    progress=progress, cancel=cancel)
-            return self._checked(result, w * scale, h * scale, snap.pixel_format)
+            result = client.upscale(pixels, w, h, fmt, scale, progress=progress, cancel=cancel)
+            return _checked(result, w * scale, h * scale, fmt)
 
         def done(data: bytes) -> None:
-            self.documents.open_image(snap, data, w * scale, h * scale)
-            self.message(f"Opened the ×{scale} image ({w * scale}×{h * scale}) as a new document.")
+            new = self.documents.open_image(snap, data, w * scale, h * scale)
+            self.message(f"Opened the ×{scale} image ({w * scale}×{h * scale}) as a new document.",
+                         valid=lambda: new is None or self.documents.is_open(new))
 
         self.settings = replace(self.settings, upscale=scale)
         self.settings.save(self._write)
         self._start("upscale", f"Upscaling ×{scale}…", work, done)
         return True
-
-    @staticmethod
-    def _checked(result: Any, width: int, height: int, pixel_format: str) -> bytes:
-        data, rw, rh, fmt = result
-        if (rw, rh, fmt) != (width, height, pixel_format):
-            raise RuntimeError(
-                f"the backend sent a {rw}×{rh} {fmt} image, expected {width}×{height} {pixel_format}"
-            )
-        return data
 
     def cancel(self) -> None:
         if self.job is not None:
@@ -315,27 +329,29 @@ class Controller:
     # -- the GUI thread's tick ----------------------------------------------------------------------
 
     def poll(self) -> None:
-        if self._refresh_job is not None:
-            for event in self._refresh_job.poll():
-                if event.kind != PROGRESS:
-                    self._refresh_finished(event)
-        elif self.connected is False and self.clock() >= self._next_retry:
-            if self._retry_until and self.clock() > self._retry_until:
-                self._retry_until = 0.0
-                self.message("The backend did not answer in time; check its settings.", error=True)
-            self._next_retry = self.clock() + (RETRY_SECONDS if self._retry_until else IDLE_RETRY_SECONDS)
-            self.refresh()
+        if self.closed:
+            return
+        now = self.clock()
+        self._poll_probe(now)
+        if now >= self._next_watch:
+            self._watch()
+        self.preview.poll(now, self.connected is True and self.job is None, self._start_preview,
+                          self._preview_finished)
         if self.job is None:
             return
         for event in self.job.poll():
             if event.kind == PROGRESS:
+                if self.tracker is not None:
+                    self.tracker.update(event.stage, event.fraction, event.position, self.clock())
+                    report = self.tracker.report(self.clock())
+                    self._each("show_activity", report.text, report.percent)
                 self._each("show_progress", event.stage, event.fraction, event.position)
             else:
                 self._finish(event)
 
     def _finish(self, event: Event) -> None:
         job, done = self.job, self._job_done
-        self.job, self._job_done = None, None
+        self.job, self._job_done, self.tracker = None, None, None
         self._each("show_busy", False, "")
         if job is not None and job.cancelled:
             # A result that arrives after Cancel is dropped: the user was promised no change.
@@ -345,8 +361,9 @@ class Controller:
             unreachable, text = describe_error(event.error or Exception("unknown"))
             if unreachable and self.connected is not False:
                 self.connected = False
+                self._next_probe = self.clock() + RETRY_SECONDS
                 self._each("show_status", False, self._status_text())
-            self.message(text, error=True)
+            self.message(text, error=True, valid=(lambda: self.connected is not True) if unreachable else None)
             return
         try:
             if done is not None:
@@ -357,16 +374,31 @@ class Controller:
             self.message(f"Could not add the result: {exc}", error=True)
 
     def wait(self, timeout: float = 60.0, step: float = 0.02) -> bool:
-        """Poll until no job runs (headless use and tests); False on timeout."""
+        """Poll until no job, probe or preview runs (headless use and tests); False on timeout."""
         end = time.monotonic() + timeout
-        while self.job is not None or self._refresh_job is not None:
+        self.poll()
+        while (self.job is not None or self._probe is not None or self._pending_full or self.preview.job
+               or self.preview.wanted is not None and self.connected is True and self.clock() >= self.preview.due):
             if time.monotonic() > end:
                 return False
             time.sleep(step)
             self.poll()
         return True
 
-    def shutdown(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
+    def shutdown(self, wait: float = 2.0) -> None:
+        """Krita is closing: no more checks, the job and the preview cancelled, our backend stopped. Waits
+        (a little) for the worker threads, so that none is still inside the network client when Krita's
+        Python shuts down."""
+        self.closed = True
+        jobs = [j for j in (self.job, self._probe, self.preview.job) if j is not None]
+        for job in jobs:
+            job.cancel()
+        self.preview.stop()
+        end = time.monotonic() + wait
+        for job in jobs:
+            job.join(max(0.0, end - time.monotonic()))
         self.server.stop()
+        # Let go of every closure that holds Krita objects, here on the GUI thread: left in reference
+        # cycles, they would be freed whenever the garbage collector runs, on whatever thread.
+        self._note = self._job_done = self.job = None
+        self.views.clear()

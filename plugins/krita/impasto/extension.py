@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from PyQt5.QtCore import QTimer
-from PyQt5.QtWidgets import QDialog, QDialogButtonBox, QMessageBox, QProgressDialog, QVBoxLayout, QWidget
-
 from . import kritadoc
 from .controller import Controller
 from .docker import DockerPanel
+from .qt import (
+    QDialog,
+    QDialogButtonBox,
+    QMessageBox,
+    QProgressDialog,
+    QTimer,
+    QVBoxLayout,
+    QWidget,
+    accepted,
+    exec_dialog,
+)
 from .widgets import StylePicker
 
 POLL_MS = 50
@@ -40,13 +48,13 @@ class StyleDialog(QDialog):
         self.picker.set_styles(ctrl.styles, ctrl.settings.style)
         self.picker.set_options(ctrl.settings.options)
         self.picker.set_refine_available("refine" in ctrl.operations)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(self.picker)
         layout.addWidget(buttons)
-        self.resize(420, 360)
+        self.resize(420, 420)
 
 
 class ProgressPopup:
@@ -58,12 +66,6 @@ class ProgressPopup:
         self.dialog.setMinimumDuration(500)
         self.dialog.canceled.connect(ctrl.cancel)
         ctrl.add_view(self)
-
-    def show_status(self, connected: bool | None, text: str) -> None:
-        pass
-
-    def show_models(self, styles: list[Any], upscalers: list[Any], operations: tuple[str, ...]) -> None:
-        pass
 
     def show_busy(self, busy: bool, text: str) -> None:
         if busy:
@@ -77,9 +79,13 @@ class ProgressPopup:
         self.ctrl.remove_view(self)
         self.dialog.deleteLater()
 
-    def show_progress(self, stage: str, fraction: float, position: int) -> None:
-        self.dialog.setRange(0, 100)
-        self.dialog.setValue(round(fraction * 100))
+    def show_activity(self, text: str, percent: int | None) -> None:
+        self.dialog.setLabelText(text)
+        if percent is None:
+            self.dialog.setRange(0, 0)
+        else:
+            self.dialog.setRange(0, 100)
+            self.dialog.setValue(percent)
 
     def show_message(self, text: str, error: bool = False) -> None:
         if error and text:
@@ -119,7 +125,7 @@ class ImpastoExtension(kritadoc.Extension):
         dialog = StyleDialog(ctrl, window.qwindow() if window is not None else None)
         if not ctrl.styles:
             ctrl.refresh()  # the gallery fills in if the backend answers while the dialog is open
-        if dialog.exec_() == QDialog.Accepted:
+        if exec_dialog(dialog) == accepted():
             options = dialog.picker.options()
             _run_from_action(lambda: ctrl.apply(options))
 

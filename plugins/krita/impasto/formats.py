@@ -86,17 +86,6 @@ def _apply_selection_f16(data: bytes, mask: bytes) -> bytes:
     return bytes(out)
 
 
-def layer_name(style_display: str, existing: list[str]) -> str:
-    """Name the result after the style; number it when that name is taken ("Starry Night 2")."""
-    base = style_display.strip() or "Impasto"
-    if base not in existing:
-        return base
-    n = 2
-    while f"{base} {n}" in existing:
-        n += 1
-    return f"{base} {n}"
-
-
 @dataclass(frozen=True)
 class LayerSnapshot:
     """Pixels read from a layer on the GUI thread, with what is needed to put the result back."""
@@ -107,6 +96,21 @@ class LayerSnapshot:
     pixel_format: str
     data: bytes
     selection: bytes | None  # one byte a pixel over `rect`, or None without a selection
+    above: object = None  # the layer the result goes above; None: `node` itself
+    result_of: str = ""  # when `node` is the source of the active result layer: that layer's name
+    source_name: str = ""  # and then `node`'s name
+
+
+@dataclass(frozen=True)
+class PreviewSnapshot:
+    """A reduced copy of a layer (8-bit BGRA) for the live preview, `shrink` times the image's size;
+    `key` changes when the layer does."""
+
+    data: bytes
+    width: int
+    height: int
+    shrink: float
+    key: object
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 
-from impasto_common import DEFAULT_ADDRESS, DEFAULT_FACTOR, FACTORS, REFINE, STRENGTH
+from impasto_common import DEFAULT_ADDRESS, DEFAULT_FACTOR, FACTORS, REFINE, SCALE, STRENGTH
 
 GROUP = "impasto"
 
@@ -20,6 +20,7 @@ class StyleOptions:
     strength: float = STRENGTH.default
     preserve_colors: bool = False
     refine: int = REFINE.default
+    scale: float = SCALE.default  # processing scale; the docker shows its inverse as "brush size"
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,17 @@ class Settings:
     refine: int = REFINE.default
     upscale: int = DEFAULT_FACTOR
     last_style: str = ""  # what "Apply last Impasto style again" repeats; empty until a style ran
+    scale: float = SCALE.default
+    from_source: bool = True  # Apply on an Impasto result stylizes the layer it was made from
+    live_preview: bool = True
 
     @property
     def options(self) -> StyleOptions:
-        return StyleOptions(self.style, self.strength, self.preserve_colors, self.refine)
+        return StyleOptions(self.style, self.strength, self.preserve_colors, self.refine, self.scale)
 
     def with_options(self, options: StyleOptions) -> Settings:
         return replace(self, style=options.style, strength=options.strength,
-                       preserve_colors=options.preserve_colors, refine=options.refine)
+                       preserve_colors=options.preserve_colors, refine=options.refine, scale=options.scale)
 
     @classmethod
     def load(cls, read: Read) -> Settings:
@@ -72,4 +76,4 @@ class Settings:
             write(GROUP, name, str(value))
 
 
-_RANGES = {"strength": STRENGTH, "refine": REFINE}
+_RANGES = {"strength": STRENGTH, "refine": REFINE, "scale": SCALE}
