@@ -159,6 +159,7 @@ def scenario(app, case, address, out):
             snap = docs.read_layer()
         except Exception as exc:  # noqa: BLE001 - the unsupported-document message is what we check
             messages.append(["read_layer", str(exc)])
+        applied_at = time.monotonic()  # from Apply to the new layer (benchmarks/krita_apply.py reads it)
         started = ctrl.apply(StyleOptions(case["style"], 1.0, False, 0, case.get("scale", 1.0)))
     elif op == "restyle":
         started = restyle(ctrl, docs, doc, layer, active, case, out, facts)
@@ -175,7 +176,9 @@ def scenario(app, case, address, out):
         write(out, f"{name}.input", image.data)
         started = ctrl.upscale(case["scale"])
     cancel_t = time.monotonic()
-    finished = ctrl.wait(120)
+    finished = ctrl.wait(case.get("timeout", 120))
+    if op == "apply":
+        facts["seconds"] = round(time.monotonic() - applied_at, 3)
     # No worker thread may outlive the case, and no Krita object may be left in a reference cycle: the
     # garbage collector would free it later on whatever thread it runs on, and Krita crashes.
     ctrl.shutdown()

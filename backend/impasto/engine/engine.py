@@ -175,13 +175,15 @@ class Engine:
 
     def warmup(self, names: Sequence[str] | None = None) -> list[str]:
         """Load, convert (once, cached on disk) and compile models now, and keep them all loaded, so that the
-        first requests do not wait for it; a small run of each pays the one-time kernel set-up too."""
+        first requests do not wait for it; a small run of each pays the one-time kernel set-up too. On OpenVINO
+        that run is 256x256, big enough to measure the speed that the first real job's progress is estimated
+        from (an OpenVINO inference reports nothing while it runs; see runtime.OpenVINONet.forward)."""
         infos = [self.store.get(n) for n in names] if names else self.default_models()
         self._capacity = max(self._capacity, len(infos))
-        x = torch.full((1, 3, 32, 32), 128.0)
         for info in infos:
             net, whole = self._network(info)
-            run_network(net, x, self.run_config(), compiled=whole)
+            side = 256 if isinstance(whole or net, runtime.OpenVINONet) else 32
+            run_network(net, torch.full((1, 3, side, side), 128.0), self.run_config(), compiled=whole)
         return [i.name for i in infos]
 
     def default_sr_model(self, scale: int) -> ModelInfo:
