@@ -13,7 +13,7 @@ from impasto.train.evaluate import bicubic, find_pairs, psnr, rgb_to_y
 
 # Kept in step with docs/models.md: the trained files we ship, and the x4 model the table calls our best.
 TRAINED_STYLES = ("starry-night", "composition-vii")
-TRAINED_SR = {"johnson-sr-x4-pixel": 4, "johnson-sr-x4-feat": 4, "johnson-sr-x8-feat": 8, "johnson-sr-x8-pixel": 8}
+TRAINED_SR = {"johnson-sr-x4-pixel": 4, "johnson-sr-x8-pixel": 8}
 BEST_X4 = "johnson-sr-x4-pixel"
 
 
