@@ -8,7 +8,9 @@ clock runs), then one kritarunner session (Krita 5.1.5 on the host, offscreen) d
 controller exactly as the docker does (tests/integration/krita_driver.py): a small warm-up Apply, then `--runs`
 Applies on fresh WxH documents. Each row: seconds from Apply to the new layer in the document (read, send,
 stylize, receive, write), median and spread, and how often the docker's progress line changed its percent
-during the job. Needs kritarunner (apt-get install krita) and the plugin wheels (.ci/plugin-wheels.sh).
+during the job; then the live preview on the same layer: seconds from the request (debounce included) to the
+styled reduced copy (long side 448) shown. Needs kritarunner (apt-get install krita) and the plugin wheels
+(.ci/plugin-wheels.sh).
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ def _krita(address: str, size: tuple[int, int], runs: int, style: str) -> dict:
         cases = [{"name": "warm", "depth": "U8", "style": style, "size": [64, 48]}]
         cases += [{"name": f"run{i}", "depth": "U8", "style": style, "size": list(size), "timeout": 600}
                   for i in range(runs)]
+        cases += [{"name": f"preview{i}", "depth": "U8", "style": style, "size": list(size), "op": "preview"}
+                  for i in range(runs)]
         spec = base / "spec.json"
         spec.write_text(json.dumps({"out": str(out), "address": address, "cases": cases}))
         (base / "run").mkdir(mode=0o700)
@@ -115,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         each = ", ".join(f"{s:.2f}" for s in secs)
         print(f"{runtime:>6}: Apply -> new layer {statistics.median(secs):6.2f} s (runs {each}); "
               f"progress percents shown per job: {', '.join(map(str, percents))}; load {common.load_average():.1f}")
+        shown = [results.get(f"preview{i}", {}).get("preview_seconds") for i in range(args.runs)]
+        if all(isinstance(v, float | int) for v in shown):
+            print(f"{runtime:>6}: live preview shown {statistics.median(shown):6.2f} s after the change "
+                  f"(runs {', '.join(f'{v:.2f}' for v in shown)})")
     return 0
 
 
