@@ -1,5 +1,6 @@
 """What the Krita plug-in, the GIMP plug-in and their client share: pixel formats, rectangles, the backend's
-default address, the request options' defaults and ranges, and the words of a job's progress.
+default address, the request options' defaults and ranges, the brush size, the arithmetic of the backend's
+limits, and the words of a job's progress.
 
 Standard library only and importable on Python 3.8 and later: editors bundle their own, sometimes old,
 Pythons. `impasto plugin install` copies this file beside each plugin (into its `_vendor` folder, next to
@@ -10,6 +11,7 @@ that the two agree.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable  # in annotations only, which stay strings here (3.8)
 from dataclasses import dataclass
 from typing import Callable, NamedTuple  # noqa: UP035 - collections.abc.Callable[...] fails on 3.8
@@ -110,6 +112,110 @@ REFINE = Range("refine", 0, 1000, 0)  # Gatys iterations after the network pass;
 SCALE = Range("scale", 0.25, 4.0, 1.0)  # processing scale of a stylization: larger means finer strokes
 FACTORS = (2, 4, 8)  # what upscaling multiplies width and height by
 DEFAULT_FACTOR = 2
+
+# -- brush size --------------------------------------------------------------------------------------
+# The brush size is the inverse of the processing scale: a network paints strokes of a fixed size in the
+# pixels it processes, so processing at half size (scale 0.5) makes the strokes twice as big on the layer.
+# SCALE's range, inverted: 1/4 to 4. Krita shows it in percent, GIMP as a number.
+
+BRUSH = Range("brush size", 1.0 / SCALE.high, 1.0 / SCALE.low, 1.0 / SCALE.default)
+
+
+def brush_to_scale(brush: float) -> float:
+    """The processing scale for a brush size, clamped to SCALE."""
+    return SCALE.clamp(1.0 / max(brush, 1e-6))
+
+
+def scale_to_brush(scale: float) -> float:
+    return 1.0 / SCALE.clamp(scale)
+
+
+# -- limits, checked before anything is sent ---------------------------------------------------------
+# The backend refuses an image (or its upscaled or processing size) over server_info().max_pixels, and an
+# upscaling factor it has no model for. The plugins work that out before the pixels travel; each editor
+# words the outcome for its own users (Krita in sentences for its docker, GIMP in clauses for its errors),
+# so what is here returns numbers and choices, and takes the wording as functions. A max_pixels of 0:
+# the limit is unknown, and the backend decides.
+
+def megapixels(pixels: int) -> str:
+    """"12 MP", "1.5 MP", or "5,000 pixels" below a tenth of a megapixel."""
+    mp = pixels / 1e6
+    if mp < 0.1:
+        return f"{pixels:,} pixels"
+    return f"{mp:.0f} MP" if mp >= 10 else f"{mp:.1f} MP"
+
+
+def size_text(width: int, height: int) -> str:
+    """"4000×3000 (12 MP)"."""
+    return f"{width}×{height} ({megapixels(width * height)})"
+
+
+def processing_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """The size the backend resizes a layer to before stylizing, rounded as it rounds."""
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def smallest_brush(width: int, height: int, max_pixels: int) -> float:
+    """The smallest brush size (in hundredths, within BRUSH) at which a width x height layer is processed
+    within `max_pixels` (not 0)."""
+    brush = max(BRUSH.low, math.ceil(100 * math.sqrt(width * height / max_pixels)) / 100)
+    while brush < BRUSH.high:  # the square root's guess, checked against the backend's rounding
+        w, h = processing_size(width, height, brush_to_scale(brush))
+        if w * h <= max_pixels:
+            break
+        brush = round(brush + 0.01, 2)
+    return min(brush, BRUSH.high)
+
+
+class Oversize(NamedTuple):
+    """Why the backend would refuse a stylization: the layer itself is over its limit (`processing` False:
+    select a part of it), or the size it would be processed at (True: use a larger brush); that size."""
+
+    processing: bool
+    width: int
+    height: int
+
+
+def stylize_oversize(width: int, height: int, scale: float, max_pixels: int) -> Oversize | None:
+    """What is over `max_pixels` when a width x height layer is stylized at `scale`; None: nothing (or the
+    limit is unknown)."""
+    if not max_pixels:
+        return None
+    if width * height > max_pixels:
+        return Oversize(False, width, height)
+    w, h = processing_size(width, height, scale)
+    return Oversize(True, w, h) if w * h > max_pixels else None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One upscaling factor and whether it can be used now; `reason` says why not."""
+
+    factor: int
+    enabled: bool
+    reason: str = ""
+
+
+def upscale_choices(width: int, height: int, max_pixels: int, too_large: Callable[[int, int, int], str],
+                    model_scales: Iterable[int] | None = None,
+                    no_model: Callable[[int], str] | None = None) -> list[Choice]:
+    """Each factor of FACTORS for a width x height image: it needs a result within `max_pixels` (when known:
+    not 0) and, when the models are known (`model_scales` not None), a model for the factor. The reasons
+    are the editor's words: too_large(factor, width, height) of the result, no_model(factor)."""
+    if model_scales is not None and no_model is None:
+        raise TypeError("upscale_choices: model_scales needs no_model to say why a factor has no model")
+    scales = None if model_scales is None else set(model_scales)
+    choices = []
+    for f in FACTORS:
+        w, h = width * f, height * f
+        if scales is not None and f not in scales and no_model is not None:
+            choices.append(Choice(f, False, no_model(f)))
+        elif max_pixels and w * h > max_pixels:
+            choices.append(Choice(f, False, too_large(f, w, h)))
+        else:
+            choices.append(Choice(f, True))
+    return choices
+
 
 # -- a job's progress --------------------------------------------------------------------------------
 # The backend's words (impasto.serve.jobs): a job reports PROGRESS while it waits and works, then ends

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 from fake_krita import FakeDocuments, FakeView
-from plugin_loader import common_on_path, load
+from plugin_loader import common_on_path, load, load_common
 from test_krita_controller import FakeClient
 
 common_on_path()
@@ -251,8 +251,9 @@ def test_stylize_limits_and_brush_size() -> None:
     assert "8192×8192" in problem and "brush size of 52% or more" in problem
     assert "Select a part" in limits.stylize_problem(9000, 9000, 1.0, 64_000_000)
     assert limits.stylize_problem(9000, 9000, 1.0, 0) == ""
-    assert (limits.BRUSH_LOW, limits.BRUSH_HIGH) == (0.25, 4.0)
-    assert limits.brush_to_scale(2.0) == 0.5 and limits.scale_to_brush(0.25) == 4.0
+    common = load_common()  # the brush size's arithmetic, shared with GIMP
+    assert (common.BRUSH.low, common.BRUSH.high) == (0.25, 4.0)
+    assert common.brush_to_scale(2.0) == 0.5 and common.scale_to_brush(0.25) == 4.0
 
 
 def test_controller_refuses_before_sending_and_never_names_a_server_flag() -> None:

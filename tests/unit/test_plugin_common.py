@@ -8,6 +8,7 @@ import inspect
 import itertools
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from impasto.cancel import CancelToken
 from impasto.cli import build_parser
 from impasto.engine.engine import Engine, EngineConfig
 from impasto.engine.pixels import PixelBuffer, PixelFormat
-from impasto.errors import ImpastoError, InvalidArgument, NotFound
+from impasto.errors import ImpastoError, InvalidArgument, NotFound, ResourceExhausted
 from impasto.models.store import ModelStore
 from impasto.serve.client import Client
 from impasto.serve.jobs import JobQueue
@@ -160,3 +161,144 @@ def test_common_module_runs_on_python_3_8() -> None:
         out = subprocess.run([str(python), "-S", "-c", code], env={"PYTHONPATH": str(COMMON_DIR)},
                              capture_output=True, text=True, timeout=60)
         assert out.stdout.split() == ["32", "True"], (python, out.stderr)
+
+
+# -- limits: the arithmetic both plugins use to refuse before sending, against the engine's own checks ------
+
+def _buffer(width: int, height: int) -> PixelBuffer:
+    return PixelBuffer(np.zeros((height, width, 4), np.uint8), PixelFormat.parse("RGBA_U8"))
+
+
+class _Passed(Exception):
+    """Raised by the first progress event: the engine's size checks passed (nothing is run)."""
+
+
+def _passed(stage: str, fraction: float, position: int = 0) -> None:
+    raise _Passed
+
+
+def _engine_takes(call: Callable[[], object]) -> bool:
+    """Whether the engine's size checks pass `call`: it then starts ("loading"), or looks for the model
+    (there is none to upscale with) and says NotFound."""
+    try:
+        call()
+    except (_Passed, NotFound):
+        return True
+    except ResourceExhausted:
+        return False
+    raise AssertionError("the engine ran a job it should have stopped at its first step")
+
+
+@pytest.fixture(scope="module")
+def styled_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    """An engine with a 10,000-pixel limit and one tiny style ("tiny"), which is never loaded: the engine
+    checks the sizes once it knows the style, then reports "loading", where _passed stops it."""
+    from impasto.models.info import ModelInfo
+    from impasto.nets.johnson import build_johnson
+
+    store = ModelStore(user_dir=tmp_path_factory.mktemp("styled"), bundled_dir=None)
+    store.save("tiny", build_johnson(widths=(4, 6, 8), res_blocks=1),
+               ModelInfo(name="tiny", kind="style", arch="johnson", params={"widths": [4, 6, 8], "res_blocks": 1}))
+    return Engine(EngineConfig(device="cpu", bf16=False, max_pixels=10_000), store)
+
+
+def _stylize_takes(engine: Engine, width: int, height: int, scale: float) -> bool:
+    return _engine_takes(lambda: engine.stylize(_buffer(width, height), "tiny", scale=scale, progress=_passed))
+
+
+def _upscale_takes(engine: Engine, width: int, height: int, factor: int) -> bool:
+    return _engine_takes(lambda: engine.upscale(_buffer(width, height), factor, model="no-such-model"))
+
+
+def test_brush_size_is_the_inverse_of_the_backends_scale() -> None:
+    assert (common.BRUSH.low, common.BRUSH.high, common.BRUSH.default) == (
+        1 / limits.SCALE_MAX, 1 / limits.SCALE_MIN, 1 / limits.SCALE_DEFAULT)
+    for brush in (0.25, 0.5, 0.87, 1.0, 3.0, 4.0):
+        assert common.scale_to_brush(common.brush_to_scale(brush)) == pytest.approx(brush)
+    assert common.brush_to_scale(2.0) == 0.5
+    # Outside the range: the nearest scale the backend takes (the plugins' sliders never go there).
+    assert (common.brush_to_scale(100.0), common.brush_to_scale(0.0)) == (limits.SCALE_MIN, limits.SCALE_MAX)
+    assert common.scale_to_brush(100.0) == common.BRUSH.low
+
+
+def test_megapixels_and_sizes_read_well() -> None:
+    assert [common.megapixels(n) for n in (5000, 99_999, 100_000, 1_500_000, 12_000_000, 64_000_000)] == [
+        "5,000 pixels", "99,999 pixels", "0.1 MP", "1.5 MP", "12 MP", "64 MP"]
+    assert common.size_text(4000, 3000) == "4000×3000 (12 MP)"
+
+
+SIZES = [(100, 100), (101, 100), (100, 99), (60, 50), (33, 77), (150, 40), (1, 1), (250, 40)]
+SCALES = [0.25, 0.5, 0.87, 1.0, 1.006, 1.3, 1.67, 2.0, 4.0]
+
+
+def test_stylize_oversize_is_what_the_engine_refuses(styled_engine: Engine) -> None:
+    limit = styled_engine.config.max_pixels
+    for (w, h), scale in itertools.product(SIZES, SCALES):
+        over = common.stylize_oversize(w, h, scale, limit)
+        assert _stylize_takes(styled_engine, w, h, scale) == (over is None), (w, h, scale, over)
+        if over is not None and over.processing:
+            assert (over.width, over.height) == common.processing_size(w, h, scale)
+            assert over.width * over.height > limit and w * h <= limit
+        elif over is not None:
+            assert (over.width, over.height) == (w, h)
+        assert common.stylize_oversize(w, h, scale, 0) is None  # limit unknown: the backend decides
+
+
+def test_smallest_brush_is_the_smallest_the_engine_takes(styled_engine: Engine) -> None:
+    limit = styled_engine.config.max_pixels
+    for w, h in [(w, h) for w, h in SIZES if w * h <= limit]:
+        brush = common.smallest_brush(w, h, limit)
+        assert round(brush, 2) == brush and common.BRUSH.low <= brush <= common.BRUSH.high
+        scale = common.brush_to_scale(brush)
+        assert common.stylize_oversize(w, h, scale, limit) is None and _stylize_takes(styled_engine, w, h, scale)
+        if brush > common.BRUSH.low:
+            finer = common.brush_to_scale(round(brush - 0.01, 2))
+            assert common.stylize_oversize(w, h, finer, limit) is not None, (w, h, brush)
+            assert not _stylize_takes(styled_engine, w, h, finer)
+    assert common.smallest_brush(4000, 3000, 16_000_000) == 0.87  # a 12 MP photo at a 16 MP limit
+
+
+def test_upscale_choices_are_what_the_engine_takes(engine: Engine) -> None:
+    limit = engine.config.max_pixels
+    said: list[tuple[int, int, int]] = []
+
+    def too_large(factor: int, w: int, h: int) -> str:
+        said.append((factor, w, h))
+        return f"x{factor} too large"
+
+    for w, h in SIZES:
+        said.clear()
+        choices = common.upscale_choices(w, h, limit, too_large)
+        assert [c.factor for c in choices] == list(common.FACTORS)
+        for c in choices:
+            assert c.enabled == _upscale_takes(engine, w, h, c.factor), (w, h, c)
+            assert c.reason == ("" if c.enabled else f"x{c.factor} too large")
+        assert said == [(c.factor, w * c.factor, h * c.factor) for c in choices if not c.enabled]
+    assert all(c.enabled for c in common.upscale_choices(9000, 9000, 0, too_large))  # limit unknown
+
+
+def test_upscale_choices_need_a_model_for_the_factor_when_the_models_are_known() -> None:
+    def too_large(f: int, w: int, h: int) -> str:
+        return f"too large x{f}"
+
+    def no_model(f: int) -> str:
+        return f"no model x{f}"
+
+    choices = common.upscale_choices(30, 30, 10_000, too_large, model_scales=[2, 8], no_model=no_model)
+    assert [(c.factor, c.enabled, c.reason) for c in choices] == [
+        (2, True, ""), (4, False, "no model x4"), (8, False, "too large x8")]
+    assert [c.enabled for c in common.upscale_choices(30, 30, 0, too_large, [], no_model)] == [False] * 3
+    with pytest.raises(TypeError, match="no_model"):
+        common.upscale_choices(30, 30, 0, too_large, model_scales=[2])
+
+
+def test_limits_arithmetic_runs_on_python_3_8() -> None:
+    code = ("import impasto_common as c; "
+            "print(c.smallest_brush(4000, 3000, 16000000), c.stylize_oversize(4000, 3000, 2.0, 16000000), "
+            "[x.enabled for x in c.upscale_choices(4000, 3000, 64000000, lambda f, w, h: '', [2, 4], str)], "
+            "c.megapixels(5000), sep='|')")
+    expected = "0.87|Oversize(processing=True, width=8000, height=6000)|[True, False, False]|5,000 pixels"
+    for python in _old_pythons():
+        out = subprocess.run([str(python), "-S", "-c", code], env={"PYTHONPATH": str(COMMON_DIR)},
+                             capture_output=True, text=True, timeout=60)
+        assert out.stdout.strip() == expected, (python, out.stderr)

@@ -14,22 +14,27 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import impasto_common as common
 from impasto_common import (
+    BRUSH,
     DEFAULT_ADDRESS,
     FACTORS,
     LOADING,
     QUEUED,
-    SCALE,
     STRENGTH,
     STYLIZE,  # noqa: F401  (re-exported: the plug-in calls logic.STYLIZE)
     UPSCALE,
     WAITING_STAGES,
+    Choice,
     Progress,
-    Range,
     Rect,
     bytes_per_pixel,
     format_name,
     layer_name,
+    megapixels,
+    size_text,
+    smallest_brush,
+    stylize_oversize,
 )
 
 T = TypeVar("T")
@@ -113,17 +118,12 @@ def stylize_placement(region: Rect, layer_offsets: tuple[int, int]) -> Rect:
 
 
 # -- brush size --------------------------------------------------------------------------------------
-# The brush size is the inverse of the backend's processing scale, as in Krita: a network paints strokes of
-# a fixed size in the pixels it processes, so processing at half size (scale 0.5) makes the strokes twice
-# as big on the layer. SCALE's range, inverted: 1/4 to 4.
-
-BRUSH = Range("brush size", 1.0 / SCALE.high, 1.0 / SCALE.low, 1.0 / SCALE.default)
-
+# impasto_common.BRUSH, as in Krita: the inverse of the backend's processing scale.
 
 def brush_to_scale(brush: float) -> float:
     """The processing scale for a brush size (ValueError outside BRUSH)."""
     BRUSH.check(brush)
-    return SCALE.clamp(1.0 / brush)
+    return common.brush_to_scale(brush)
 
 
 # -- arguments and requests --------------------------------------------------------------------------
@@ -296,70 +296,27 @@ def time_left(elapsed: float, done: float, remaining: float) -> str:
 # model of another scale than the factor. Saying so before the pixels travel, in words about what the
 # artist can change in GIMP, beats the backend's refusal after the upload. A max_pixels of 0: unknown.
 
-def megapixels(pixels: int) -> str:
-    mp = pixels / 1e6
-    if mp < 0.1:
-        return f"{pixels:,} pixels"
-    return f"{mp:.0f} MP" if mp >= 10 else f"{mp:.1f} MP"
-
-
-def _size(width: int, height: int) -> str:
-    return f"{width}×{height} ({megapixels(width * height)})"
-
-
-def processing_size(width: int, height: int, scale: float) -> tuple[int, int]:
-    """The size the backend resizes a layer to before stylizing, rounded as it rounds."""
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def smallest_brush(width: int, height: int, max_pixels: int) -> float:
-    """The smallest brush size (in hundredths) at which a width x height layer fits `max_pixels`."""
-    brush = max(BRUSH.low, math.ceil(100 * math.sqrt(width * height / max_pixels)) / 100)
-    while brush < BRUSH.high:
-        w, h = processing_size(width, height, brush_to_scale(brush))
-        if w * h <= max_pixels:
-            break
-        brush = round(brush + 0.01, 2)
-    return min(brush, BRUSH.high)
-
-
 def stylize_problem(width: int, height: int, brush: float, max_pixels: int) -> str:
     """Why the backend would refuse to stylize a width x height region at this brush size; "" if not."""
-    if not max_pixels:
+    over = stylize_oversize(width, height, brush_to_scale(brush), max_pixels)
+    if over is None:
         return ""
-    if width * height > max_pixels:
-        return (f"the part of the layer to stylize is {_size(width, height)}, and the backend takes at most "
+    if not over.processing:
+        return (f"the part of the layer to stylize is {size_text(width, height)}, and the backend takes at most "
                 f"{megapixels(max_pixels)}: select a smaller part of the layer")
-    w, h = processing_size(width, height, brush_to_scale(brush))
-    if w * h > max_pixels:
-        return (f"at brush size {brush:g} the layer is painted at {_size(w, h)}, over the backend's "
-                f"{megapixels(max_pixels)}: use a brush size of {smallest_brush(width, height, max_pixels):g} "
-                "or more")
-    return ""
-
-
-@dataclass(frozen=True)
-class Choice:
-    """One upscaling factor and whether it can be used now; `reason` says why not."""
-
-    factor: int
-    enabled: bool
-    reason: str = ""
+    return (f"at brush size {brush:g} the layer is painted at {size_text(over.width, over.height)}, over the "
+            f"backend's {megapixels(max_pixels)}: use a brush size of {smallest_brush(width, height, max_pixels):g} "
+            "or more")
 
 
 def upscale_choices(sizes: Sequence[tuple[int, int]], max_pixels: int) -> list[Choice]:
     """Each factor of FACTORS for regions of these sizes (one per layer to send): enabled when the largest
     result stays within `max_pixels`."""
     width, height = max(sizes, key=lambda s: s[0] * s[1], default=(0, 0))
-    choices = []
-    for f in FACTORS:
-        w, h = width * f, height * f
-        if max_pixels and w * h > max_pixels:
-            choices.append(Choice(f, False, f"×{f} would make {_size(w, h)}; the backend makes at most "
-                                            f"{megapixels(max_pixels)}"))
-        else:
-            choices.append(Choice(f, True))
-    return choices
+    return common.upscale_choices(
+        width, height, max_pixels,
+        too_large=lambda f, w, h: f"×{f} would make {size_text(w, h)}; the backend makes at most "
+                                  f"{megapixels(max_pixels)}")
 
 
 def pick_factor(choices: Sequence[Choice], wanted: int) -> int | None:

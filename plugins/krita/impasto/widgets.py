@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from impasto_common import REFINE, STRENGTH
+from impasto_common import BRUSH, REFINE, STRENGTH, brush_to_scale, scale_to_brush
 
-from .limits import BRUSH_HIGH, BRUSH_LOW, brush_to_scale, scale_to_brush
 from .qt import (
     QCheckBox,
     QFontMetrics,
@@ -166,7 +165,7 @@ class StylePicker(QWidget):
         self.strength.setToolTip("Blend the styled result with the original: 100% is the full style")
         # Brush size: the inverse of the backend's processing scale, on a doubling scale.
         self.brush = QSlider(Qt.Orientation.Horizontal)
-        self.brush.setRange(_brush_step(BRUSH_LOW), _brush_step(BRUSH_HIGH))
+        self.brush.setRange(_brush_step(BRUSH.low), _brush_step(BRUSH.high))
         self.brush.setPageStep(BRUSH_STEPS)
         self.brush_label = QLabel()
         self.brush.valueChanged.connect(lambda v: self.brush_label.setText(f"{_percent(self.brush_size)}%"))
