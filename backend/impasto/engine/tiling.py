@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -25,12 +25,16 @@ from torch import nn
 from impasto.cancel import CancelToken, Progress, no_progress
 from impasto.engine import whole
 from impasto.errors import OutOfMemory, ResourceExhausted
-from impasto.nets.blocks import Act, Add, Layer, Norm, Plan, Push, Spatial, UpsampleConvLayer
+from impasto.nets.blocks import Act, Add, Conv, Layer, Norm, Plan, Push, Spatial, UpsampleConvLayer
 from impasto.nets.spec import NetSpec, spec_of
 
 log = logging.getLogger(__name__)
 
 _OOM = (OutOfMemory, torch.OutOfMemoryError, MemoryError)
+
+# The tiled path's layers elsewhere (engine/pieces.py: OpenVINO): for a spatial layer, a callable computing its
+# bare convolution, or None for torch
+Convs = Callable[[Spatial], Conv | None]
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,8 @@ def _apply_inplace(x: torch.Tensor, fn, chunk_rows: int = 256) -> None:  # type:
 
 
 def _run_spatial_tiled(
-    op: Spatial, x: torch.Tensor, cfg: RunConfig, tile: int, tick: _Ticker, cancel: CancelToken | None
+    op: Spatial, x: torch.Tensor, cfg: RunConfig, tile: int, tick: _Ticker, cancel: CancelToken | None,
+    conv: Conv | None = None,
 ) -> torch.Tensor:
     _, _, h, w = x.shape
     oh, ow = op.out_size(h), op.out_size(w)
@@ -147,8 +152,8 @@ def _run_spatial_tiled(
             ww = op.window(x0, x1, w)
             region = x[..., wh.i0 : wh.i1, ww.i0 : ww.i1].to(cfg.device)
             with torch.inference_mode(), (nullcontext() if op.precise else _autocast(cfg)):
-                y = op.run(region, wh, ww, y1 - y0, x1 - x0)
-            out[..., y0:y1, x0:x1] = y.float().cpu()
+                y = op.run(region, wh, ww, y1 - y0, x1 - x0, conv)
+            out[..., y0:y1, x0:x1] = y  # copied out now: a `conv` may reuse its output buffer on the next tile
             tick()
     return out
 
@@ -164,9 +169,10 @@ class _Ticker:
 
 def run_staged(
     plan: Plan, x: torch.Tensor, cfg: RunConfig, tile: int, progress: Progress, cancel: CancelToken | None,
-    stage: str = "stylize",
+    stage: str = "stylize", convs: Convs | None = None,
 ) -> torch.Tensor:
-    """Run a style net's plan tile by tile with whole-image instance-norm statistics. x: (1, 3, H, W)."""
+    """Run a style net's plan tile by tile with whole-image instance-norm statistics. x: (1, 3, H, W).
+    `convs` gives the layers' convolutions on another runtime (engine/pieces.py); None: all on torch."""
     spatial = [step.op for step in plan if isinstance(step, Layer)]
     need = max(_tile_bytes(op, tile) for op in spatial)
     if need > cfg.budget:
@@ -182,7 +188,7 @@ def run_staged(
     for step in plan:
         match step:
             case Layer(op=op):
-                cur = _run_spatial_tiled(op, cur, cfg, tile, tick, cancel)
+                cur = _run_spatial_tiled(op, cur, cfg, tile, tick, cancel, convs(op) if convs is not None else None)
             case Norm(norm=norm):
                 _norm_inplace(cur, norm)
             case Act(fn=fn):
@@ -288,9 +294,11 @@ def run_network(
     cancel: CancelToken | None = None,
     stage: str = "run",
     compiled: nn.Module | None = None,
+    convs: Convs | None = None,
 ) -> torch.Tensor:
     """Run `net` on a (1, 3, H, W) 0-255 image: whole if it fits `cfg.budget`, else in tiles, retrying
-    with smaller tiles on out-of-memory. Returns a float32 CPU tensor."""
+    with smaller tiles on out-of-memory. Returns a float32 CPU tensor. `compiled` runs whole images in place
+    of `net`; `convs` the tiled path's convolutions (style nets)."""
     h, w = x.shape[-2:]
     spec = spec_of(net)
     xp = _pad_to_multiple(x, spec.multiple)
@@ -311,7 +319,7 @@ def run_network(
     while True:
         try:
             if spec.plan is not None:
-                y = run_staged(spec.plan, xp, cfg, tile, progress, cancel, stage)
+                y = run_staged(spec.plan, xp, cfg, tile, progress, cancel, stage, convs)
             else:
                 y = run_windows(net, spec, xp, cfg, tile, progress, cancel, stage)
             return y[..., : h * scale, : w * scale]
