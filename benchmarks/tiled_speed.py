@@ -94,8 +94,8 @@ def _run(args: Any) -> int:
     outputs: dict[str, torch.Tensor] = {}
     print(f"{'config':>14} {'median':>9} {'CPU':>8} {'peak MiB':>9} {'vs torch':>9}")
     for name, (cfg, pieces) in runners.items():
-        run_network(net, small, cfg, convs=pieces)  # the one-time kernel set-up, on a small image: not timed
-        m = common.measure(lambda cfg=cfg, pieces=pieces: run_network(net, x, cfg, convs=pieces), "cpu", runs,
+        run_network(net, small, cfg, pieces=pieces)  # the one-time kernel set-up, on a small image: not timed
+        m = common.measure(lambda cfg=cfg, pieces=pieces: run_network(net, x, cfg, pieces=pieces), "cpu", runs,
                            warmup=0)
         outputs[name] = m.pop("result").clamp(0, 255)
         row = {"config": name, **m, "runs": len(m["all_s"]), "speedup_vs_torch_bf16":

@@ -1,21 +1,24 @@
-"""The exact tiled path on OpenVINO: each spatial layer's convolution as a small dynamic-shape OpenVINO model.
+"""The exact tiled path on OpenVINO: each spatial layer of a style net as a small dynamic-shape OpenVINO model.
 
 The tiler (engine/tiling.py `run_staged`) runs a style net layer by layer, each spatial layer tile by tile, with
-whole-image instance-norm statistics. Here each layer's *bare* convolution (`Spatial.bare_conv`: padding 0, the
-layer's stride) becomes one OpenVINO model with a (1, C, H, W) input of any H, W, built node by node from the
-weights (no tracing). The window arithmetic, the border padding of each tile, the nearest upsampling and the
-transposed convolution's crop stay in `Spatial.run`, shared with torch, so the tiles are the ones torch computes
-and the result stays exact: the statistics, activations and skips are the tiler's, untouched.
+whole-image instance-norm statistics; between layers it stores each layer's raw output, and the norm and ReLU
+that follow are applied to each tile as the next layer reads it. Here each layer becomes one OpenVINO model (a
+"piece", built node by node from the weights: no tracing) that computes one tile from the raw input window:
+the pending norm as a per-channel scale and shift and the ReLU (the "prologue"), the nearest upsampling and the
+window's crop, the window's border padding (reflection or zeros, given per call), the convolution, and the
+tile's per-channel mean and variance for the norm that follows. The window arithmetic stays the layers' own
+(`Spatial.window`), shared with torch, so the tiles are the ones torch computes and the result stays exact.
+A transposed convolution (Engstrom's) keeps its crop and its statistics in torch.
 
-Why whole layers and not longer segments: between two instance norms a style net has exactly one convolution,
-and each norm needs the whole image's statistics, so a layer is the longest piece the exact path can hand over.
+Why one layer per piece, not longer segments: between two instance norms a style net has exactly one
+convolution, and each norm needs the whole image's statistics before the next layer can start.
 
-The pieces of a network are cached on disk beside the whole-network conversions (engine/runtime.py), keyed by the
-model's sha256, the OpenVINO version, the precision and PIECES_VERSION; an entry whose files do not match their
-recorded hashes is rebuilt. Layers the engine keeps in fp32 (`Spatial.precise`) compile in f32 whatever the
-precision; `precision` itself is the one the whole-network conversion measured acceptable for this model (f32
-for the networks whose bf16 error is too large). A piece that does not build or does not reproduce torch runs on
-torch (one log line)."""
+The pieces are cached on disk beside the whole-network conversions (engine/runtime.py), keyed by the model's
+sha256, the OpenVINO version, the precision and PIECES_VERSION; an entry whose files do not match their recorded
+hashes is rebuilt. The layers the engine keeps in fp32 (`Spatial.precise`) compile in f32 whatever the precision,
+and under bf16 the prologue and the statistics stay f32, as the torch path keeps norms in fp32. `precision` is
+the one the whole-network conversion measured acceptable for the model (f32 for the networks whose bf16 error is
+too large). A piece that does not build or does not reproduce torch leaves its layer on torch (one log line)."""
 
 from __future__ import annotations
 
@@ -27,7 +30,6 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +38,22 @@ from torch import nn
 
 from impasto.engine import runtime
 from impasto.models.fileformat import sha256_file
-from impasto.nets.blocks import Conv, Layer, Plan, Spatial
+from impasto.nets.blocks import (
+    Act,
+    ConvLayer,
+    Layer,
+    Norm,
+    Plan,
+    Spatial,
+    TransposeConvLayer,
+    UpsampleConvLayer,
+    Window,
+    relu,
+)
 
 log = logging.getLogger(__name__)
 
-PIECES_VERSION = 1  # bump when a piece's graph or the entry format changes: older entries are rebuilt
+PIECES_VERSION = 2  # bump when a piece's graph or the entry format changes: older entries are rebuilt
 CHECK_REL = 1e-4  # a piece must reproduce torch's fp32 convolution this closely (of the output's range)
 
 
@@ -48,41 +61,86 @@ def spatial_layers(plan: Plan) -> list[Spatial]:
     return [step.op for step in plan if isinstance(step, Layer)]
 
 
-def conv_model(conv: nn.Module) -> Any:
-    """The bare convolution `conv` (nn.Conv2d or nn.ConvTranspose2d, padding 0) as an ov.Model, any H and W."""
+def _roles(plan: Plan) -> list[tuple[bool, bool]]:
+    """(prologue, stats) per spatial layer: does the tiler hand it its input with an instance norm and a ReLU
+    still to apply (a layer after Layer, Norm, ReLU), and does an instance norm follow it (gather statistics)."""
+    roles = []
+    for i, step in enumerate(plan):
+        if isinstance(step, Layer):
+            prologue = (i >= 3 and isinstance(plan[i - 3], Layer) and isinstance(plan[i - 2], Norm)
+                        and isinstance(plan[i - 1], Act) and plan[i - 1].fn is relu)  # type: ignore[union-attr]
+            roles.append((prologue, i + 1 < len(plan) and isinstance(plan[i + 1], Norm)))
+    return roles
+
+
+def _i64(n: int, name: str) -> Any:
     import openvino as ov
     import openvino.opset13 as ops
 
-    if not isinstance(conv, nn.Conv2d | nn.ConvTranspose2d):
-        raise runtime.Unsupported(f"not a convolution: {type(conv).__name__}")
+    return ops.parameter(ov.PartialShape([n]), ov.Type.i64, name=name)
+
+
+def piece_model(op: Spatial, prologue: bool, stats: bool) -> Any:
+    """One spatial layer's tile as an ov.Model with any H and W. Inputs: the raw input window; with `prologue`
+    the norm's per-channel scale and shift (then a ReLU); then the window's border padding (pads_begin, pads_end,
+    NCHW) and, for an upsampling layer, the rows and columns of the upsampled window to keep (start, stop).
+    Outputs: the tile, and with `stats` its per-channel mean and variance. A transposed convolution has no
+    padding inputs: its crop is done by the caller. The prologue and the statistics are kept f32 under bf16."""
+    import numpy as np
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    conv = op.bare_conv
     if conv.groups != 1 or tuple(conv.dilation) != (1, 1) or tuple(conv.padding) != (0, 0):
         raise runtime.Unsupported("a grouped, dilated or padded convolution")
-    stride = [int(s) for s in conv.stride]
-    x = ops.parameter(ov.PartialShape([1, conv.in_channels, -1, -1]), ov.Type.f32, name="x")
+    cin = conv.in_channels
+    x = ops.parameter(ov.PartialShape([1, cin, -1, -1]), ov.Type.f32, name="x")
+    inputs, precise = [x], []
+    t = x
+    if prologue:
+        scale = ops.parameter(ov.PartialShape([1, cin, 1, 1]), ov.Type.f32, name="scale")
+        shift = ops.parameter(ov.PartialShape([1, cin, 1, 1]), ov.Type.f32, name="shift")
+        inputs += [scale, shift]
+        mul = ops.multiply(t, scale)
+        add = ops.add(mul, shift)
+        t = ops.relu(add)
+        precise += [mul, add, t]
+    axes = ops.constant(np.array([2, 3], np.int64))
+    if isinstance(op, UpsampleConvLayer):
+        t = ops.interpolate(t, ops.constant(np.array([op.up, op.up], np.float32)), "nearest", "scales", axes=axes,
+                            nearest_mode="floor", coordinate_transformation_mode="asymmetric")
+        start, stop = _i64(2, "start"), _i64(2, "stop")
+        inputs += [start, stop]
+        t = ops.slice(t, start, stop, ops.constant(np.array([1, 1], np.int64)), axes)
+    if isinstance(op, ConvLayer | UpsampleConvLayer):
+        pads_begin, pads_end = _i64(4, "pads_begin"), _i64(4, "pads_end")
+        inputs += [pads_begin, pads_end]
+        t = ops.pad(t, pads_begin, pads_end, "reflect" if op.pad_mode == "reflect" else "constant")
     w = ops.constant(conv.weight.detach().float().cpu().numpy())
-    if isinstance(conv, nn.ConvTranspose2d):
+    stride = [int(s) for s in conv.stride]
+    if isinstance(op, TransposeConvLayer) and isinstance(conv, nn.ConvTranspose2d):
         if tuple(conv.output_padding) != (0, 0):
             raise runtime.Unsupported("a transposed convolution with output padding")
-        y = ops.convolution_backprop_data(x, w, stride, pads_begin=[0, 0], pads_end=[0, 0], dilations=[1, 1])
+        y = ops.convolution_backprop_data(t, w, stride, pads_begin=[0, 0], pads_end=[0, 0], dilations=[1, 1])
+        stats = False  # of the cropped tile: the caller computes them
+    elif isinstance(op, ConvLayer | UpsampleConvLayer):
+        y = ops.convolution(t, w, stride, [0, 0], [0, 0], [1, 1])
     else:
-        y = ops.convolution(x, w, stride, [0, 0], [0, 0], [1, 1])
+        raise runtime.Unsupported(f"spatial layer {type(op).__name__}")
     if conv.bias is not None:
         y = ops.add(y, ops.constant(conv.bias.detach().float().cpu().numpy().reshape(1, -1, 1, 1)))
-    return ov.Model([y], [x], "piece")
-
-
-def _check(conv: nn.Conv2d | nn.ConvTranspose2d, model: Any) -> None:
-    """The piece in f32 against torch's convolution, at an odd size (a graph with a frozen size fails here)."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(1, conv.in_channels, 13, 11, generator=g) * 4 - 2
-    with torch.inference_mode(), torch.autocast("cpu", enabled=False):
-        want = conv(x).float()
-    got = torch.from_numpy(runtime.compile_model(model, "f32", 1)(x.numpy())[0])
-    if got.shape != want.shape:
-        raise runtime.Unsupported(f"the piece returns {tuple(got.shape)}, torch {tuple(want.shape)}")
-    diff, scale = float((got - want).abs().max()), float(want.abs().max()) + 1e-6
-    if not diff <= CHECK_REL * scale:
-        raise runtime.Unsupported(f"the piece differs from torch by {diff:.3g} (of {scale:.3g})")
+    outputs = [y]
+    if stats:
+        mean = ops.reduce_mean(y, axes, keep_dims=True)
+        diff = ops.subtract(y, mean)
+        square = ops.multiply(diff, diff)
+        var = ops.reduce_mean(square, axes, keep_dims=False)
+        mean_out = ops.reduce_mean(y, axes, keep_dims=False)
+        outputs += [mean_out, var]
+        precise += [mean, diff, square, var, mean_out]
+    for node in precise:
+        node.get_rt_info()[runtime._PRECISE] = ""
+    return ov.Model(outputs, inputs, "piece")
 
 
 # ---- the disk cache ----
@@ -115,7 +173,7 @@ def _read(folder: Path, version: str, count: int) -> dict[int, Any] | None:
         return None
 
 
-def _build(folder: Path, layers: list[Spatial], version: str) -> dict[int, Any]:
+def _build(folder: Path, layers: list[Spatial], roles: list[tuple[bool, bool]], version: str) -> dict[int, Any]:
     """Build, check and save every piece in a temporary folder, then rename it into place (as runtime.py does).
     A layer whose piece fails is left out of the entry (it runs on torch) with one log line."""
     import openvino as ov
@@ -131,12 +189,11 @@ def _build(folder: Path, layers: list[Spatial], version: str) -> dict[int, Any]:
     try:
         models: dict[int, Any] = {}
         files: dict[str, dict[str, str]] = {}
-        for i, op in enumerate(layers):
+        for i, (op, (prologue, stats)) in enumerate(zip(layers, roles, strict=True)):
             try:
-                conv = op.bare_conv
-                ov.save_model(conv_model(conv), str(tmp / f"piece{i}.xml"), compress_to_fp16=False)
+                ov.save_model(piece_model(op, prologue, stats), str(tmp / f"piece{i}.xml"), compress_to_fp16=False)
                 model = runtime._read_model(tmp / f"piece{i}.xml")  # checked as later processes read it
-                _check(conv, model)
+                _check(op, prologue, stats, model)
             except Exception as exc:
                 log.warning("layer %d (%s) does not run on OpenVINO (%s: %s); it runs on torch", i,
                             type(op).__name__, type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
@@ -162,55 +219,107 @@ def load_pieces(plan: Plan, sha: str, precision: str) -> dict[int, Any]:
     layers = spatial_layers(plan)
     folder = entry_dir(sha, precision, version)
     found = _read(folder, version, len(layers))
-    return found if found is not None else _build(folder, layers, version)
+    return found if found is not None else _build(folder, layers, _roles(plan), version)
 
 
 # ---- running ----
 
 
 class Pieces:
-    """A style net's layers on OpenVINO, for `run_staged(..., convs=pieces)`: `pieces(op)` gives a callable that
-    computes `op.bare_conv` (or None: that layer runs on torch). Built and compiled on first use, so a model
-    that never tiles costs nothing; a failure there leaves every layer on torch, with one log line."""
+    """A style net's layers on OpenVINO, for `run_staged(..., pieces=pieces)`: `pieces(op)` gives the layer's
+    `Piece` (or None: that layer runs on torch). Built and compiled on first use, so a model that never tiles
+    costs nothing; a failure there leaves every layer on torch, with one log line."""
 
     def __init__(self, plan: Plan, sha: str, precision: str, threads: int | None = None):
         self.plan, self.sha, self.precision, self.threads = plan, sha, precision, threads
-        self._compiled: dict[Spatial, Any] | None = None
+        self._compiled: dict[Spatial, tuple[Any, bool, bool]] | None = None
         self._lock = threading.Lock()
 
-    def compiled(self) -> dict[Spatial, Any]:
+    def compiled(self) -> dict[Spatial, tuple[Any, bool, bool]]:
+        """{layer: (compiled piece, prologue, stats)}."""
         with self._lock:
             if self._compiled is None:
                 self._compiled = {}
                 try:
                     models = load_pieces(self.plan, self.sha, self.precision)
-                    for i, op in enumerate(spatial_layers(self.plan)):
+                    for i, (op, roles) in enumerate(zip(spatial_layers(self.plan), _roles(self.plan), strict=True)):
                         if i in models:
                             precision = "f32" if op.precise else self.precision
-                            self._compiled[op] = runtime.compile_model(models[i], precision, self.threads)
+                            self._compiled[op] = (runtime.compile_model(models[i], precision, self.threads), *roles)
                 except Exception as exc:
                     log.warning("the tiled path runs on torch (%s: %s)", type(exc).__name__,
                                 str(exc).splitlines()[0][:200] if str(exc) else "")
                     self._compiled = {}
             return self._compiled
 
-    def __call__(self, op: Spatial) -> Conv | None:
-        compiled = self.compiled().get(op)
-        return None if compiled is None else _caller(compiled)
+    def __call__(self, op: Spatial) -> Piece | None:
+        found = self.compiled().get(op)
+        return None if found is None else Piece(op, *found)
 
 
-def _caller(compiled: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-    """One inference request for one layer's tiles. The tensor returned shares the request's output buffer: it is
-    valid until the next call (the tiler copies each tile out at once; a request per layer keeps a warm server
-    from holding a tile's buffers between jobs)."""
-    import openvino as ov
+def _np(t: torch.Tensor) -> Any:
+    return t.detach().to("cpu", torch.float32).contiguous().numpy()
 
-    request = compiled.create_infer_request()
 
-    def conv(x: torch.Tensor) -> torch.Tensor:
-        arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        request.set_input_tensor(ov.Tensor(arr, shared_memory=True))
-        request.infer()
-        return torch.from_numpy(request.get_output_tensor(0).data)
+class Piece:
+    """One layer's tiles on OpenVINO, with one inference request (made per layer and run, so that a warm server
+    does not hold a tile's buffers between jobs). Called as the tiler calls `Spatial.run`, on the raw input
+    window, with the pending instance norm (scale, shift) when `prologue`; returns the tile and, when the piece
+    gathers them, its per-channel mean and variance. The tile shares the request's output buffer: it is valid
+    until the next call (the tiler copies each tile out at once)."""
 
-    return conv
+    def __init__(self, op: Spatial, compiled: Any, prologue: bool, stats: bool):
+        self.op, self.prologue, self.stats = op, prologue, stats
+        self.request = compiled.create_infer_request()
+        self._affine: list[Any] = []
+
+    def __call__(self, x: torch.Tensor, wh: Window, ww: Window, oh: int, ow: int,
+                 affine: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor | None,
+                                                                             torch.Tensor | None]:
+        import numpy as np
+
+        op = self.op
+        if self.prologue != (affine is not None):
+            raise ValueError("a piece's prologue and the pending steps disagree")
+        self._affine = [_np(affine[0]), _np(affine[1])] if affine is not None else []
+        if isinstance(op, TransposeConvLayer):  # the crop stays in the layer's own code
+            return op.run(x, wh, ww, oh, ow, self._infer), None, None
+        feeds = [_np(x), *self._affine]
+        if isinstance(op, UpsampleConvLayer):
+            hh, wd = oh + op.kernel - 1 - wh.pad_lo - wh.pad_hi, ow + op.kernel - 1 - ww.pad_lo - ww.pad_hi
+            feeds += [np.array([wh.crop, ww.crop], np.int64), np.array([wh.crop + hh, ww.crop + wd], np.int64)]
+        feeds += [np.array([0, 0, wh.pad_lo, ww.pad_lo], np.int64), np.array([0, 0, wh.pad_hi, ww.pad_hi], np.int64)]
+        self.request.infer(feeds, share_inputs=True)
+        out = [torch.from_numpy(self.request.get_output_tensor(i).data) for i in range(3 if self.stats else 1)]
+        return (out[0], out[1][0], out[2][0]) if self.stats else (out[0], None, None)
+
+    def _infer(self, x: torch.Tensor) -> torch.Tensor:
+        self.request.infer([_np(x), *self._affine], share_inputs=True)
+        return torch.from_numpy(self.request.get_output_tensor(0).data)
+
+
+def _check(op: Spatial, prologue: bool, stats: bool, model: Any) -> None:
+    """A fresh piece in f32 against torch on a small odd-sized input, for the whole window and an inner one
+    (a graph with a frozen size, or a padding or crop taken wrong, fails here)."""
+    g = torch.Generator().manual_seed(0)
+    cin = op.channels[0]
+    x = torch.rand(1, cin, 13, 11, generator=g) * 4 - 2
+    affine = (torch.rand(1, cin, 1, 1, generator=g) + 0.5, torch.rand(1, cin, 1, 1, generator=g) - 0.5)
+    with torch.inference_mode(), torch.autocast("cpu", enabled=False):
+        src = torch.relu(x * affine[0] + affine[1]) if prologue else x
+        want = op(src).float()
+    piece = Piece(op, runtime.compile_model(model, "f32", 1), prologue, stats)
+    oh, ow = want.shape[-2:]
+    for (y0, y1), (x0, x1) in (((0, oh), (0, ow)), ((1, oh - 2), (2, ow - 1))):
+        wh, ww = op.window(y0, y1, x.shape[2]), op.window(x0, x1, x.shape[3])
+        got, mean, var = piece(x[..., wh.i0 : wh.i1, ww.i0 : ww.i1], wh, ww, y1 - y0, x1 - x0,
+                               affine if prologue else None)
+        part = want[..., y0:y1, x0:x1]
+        if got.shape != part.shape:
+            raise runtime.Unsupported(f"the piece returns {tuple(got.shape)}, torch {tuple(part.shape)}")
+        diff, scale = float((got - part).abs().max()), float(part.abs().max()) + 1e-6
+        if mean is not None and var is not None:
+            var_want, mean_want = torch.var_mean(part[0], dim=(1, 2), correction=0)
+            diff = max(diff, float((mean - mean_want).abs().max()), float((var - var_want).abs().max()) / scale)
+        if not diff <= CHECK_REL * scale:
+            raise runtime.Unsupported(f"the piece differs from torch by {diff:.3g} (of {scale:.3g})")

@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -25,16 +26,29 @@ from torch import nn
 from impasto.cancel import CancelToken, Progress, no_progress
 from impasto.engine import whole
 from impasto.errors import OutOfMemory, ResourceExhausted
-from impasto.nets.blocks import Act, Add, Conv, Layer, Norm, Plan, Push, Spatial, UpsampleConvLayer
+from impasto.nets.blocks import Act, Add, Layer, Norm, Plan, Push, Spatial, UpsampleConvLayer, Window, relu
 from impasto.nets.spec import NetSpec, spec_of
 
 log = logging.getLogger(__name__)
 
 _OOM = (OutOfMemory, torch.OutOfMemoryError, MemoryError)
 
-# The tiled path's layers elsewhere (engine/pieces.py: OpenVINO): for a spatial layer, a callable computing its
-# bare convolution, or None for torch
-Convs = Callable[[Spatial], Conv | None]
+
+
+class Piece(Protocol):
+    """A spatial layer's tiles computed elsewhere (engine/pieces.py: OpenVINO), called as `Spatial.run` is, on the
+    raw input window, with the pending instance norm (scale, shift), then a ReLU, applied first when `prologue`.
+    Returns the tile (valid until the next call) and, where the piece gathers them, its per-channel mean and
+    variance."""
+
+    prologue: bool
+
+    def __call__(self, x: torch.Tensor, wh: Window, ww: Window, oh: int, ow: int,
+                 affine: tuple[torch.Tensor, torch.Tensor] | None
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]: ...
+
+
+LayerPieces = Callable[[Spatial], Piece | None]  # a layer's piece, or None: that layer runs on torch
 
 
 @dataclass(frozen=True)
@@ -106,40 +120,91 @@ def local_bytes_per_pixel(spec: NetSpec) -> float:
 
 
 # ---- style nets: layer-by-layer with whole-image instance-norm statistics ----
+#
+# What is stored between layers is each layer's raw output. The pointwise steps that follow it (the instance norm,
+# once its whole-image statistics are known, and the activation) are not applied to the stored tensor but to each
+# tile as the next layer reads it, and the statistics are gathered while the tiles are written: the full-size
+# tensors are written once and read once per layer, with no separate passes for statistics, norm and activation.
+# The steps are materialised only where a tensor is needed as it is: a residual block's input (Push) and sum (Add).
 
 
-def _norm_inplace(x: torch.Tensor, norm: nn.InstanceNorm2d, chunk_rows: int = 256) -> None:
-    """Instance norm of a stored (1, C, H, W) tensor, statistics over the whole image (float64 sums)."""
-    _, c, h, _ = x.shape
-    s = torch.zeros(c, dtype=torch.float64)
-    ss = torch.zeros(c, dtype=torch.float64)
-    for r0 in range(0, h, chunk_rows):
-        part = x[0, :, r0 : r0 + chunk_rows].to(torch.float64)
-        s += part.sum(dim=(1, 2))
-        ss += (part * part).sum(dim=(1, 2))
-    n = x.shape[2] * x.shape[3]
-    mean = s / n
-    var = (ss / n - mean * mean).clamp_min(0.0)
-    scale = 1.0 / torch.sqrt(var + norm.eps)
-    if norm.affine:
-        scale = scale * norm.weight.detach().double().cpu()
-        shift = norm.bias.detach().double().cpu() - mean * scale
-    else:
-        shift = -mean * scale
-    scale32, shift32 = scale.float()[:, None, None], shift.float()[:, None, None]
-    for r0 in range(0, h, chunk_rows):
-        x[0, :, r0 : r0 + chunk_rows].mul_(scale32).add_(shift32)
+class _Stats:
+    """Per-channel mean and variance of a layer's whole output, gathered tile by tile as its tiles are written:
+    each tile's float32 mean and variance (torch.var_mean), combined pairwise in float64 (Chan et al. 1979)."""
+
+    def __init__(self, channels: int):
+        self.n = 0
+        self.mean = torch.zeros(channels, dtype=torch.float64)
+        self.m2 = torch.zeros(channels, dtype=torch.float64)
+
+    def add(self, y: torch.Tensor) -> None:
+        var, mean = torch.var_mean(y[0].float(), dim=(1, 2), correction=0)
+        self.add_moments(mean, var, y.shape[-2] * y.shape[-1])
+
+    def add_moments(self, mean: torch.Tensor, var: torch.Tensor, k: int) -> None:
+        n, delta = self.n + k, mean.double().cpu() - self.mean
+        self.mean += delta * (k / n)
+        self.m2 += var.double().cpu() * k + delta * delta * (self.n * k / n)
+        self.n = n
+
+    def affine(self, norm: nn.InstanceNorm2d) -> _Affine:
+        scale = 1.0 / torch.sqrt(self.m2 / max(self.n, 1) + norm.eps)
+        if norm.affine:
+            scale = scale * norm.weight.detach().double().cpu()
+            shift = norm.bias.detach().double().cpu() - self.mean * scale
+        else:
+            shift = -self.mean * scale
+        return _Affine(scale.float()[None, :, None, None], shift.float()[None, :, None, None])
 
 
-def _apply_inplace(x: torch.Tensor, fn, chunk_rows: int = 256) -> None:  # type: ignore[no-untyped-def]
-    for r0 in range(0, x.shape[2], chunk_rows):
-        x[0, :, r0 : r0 + chunk_rows] = fn(x[0, :, r0 : r0 + chunk_rows])
+class _Affine:
+    """An instance norm with its whole-image statistics: x * scale + shift per channel."""
+
+    def __init__(self, scale: torch.Tensor, shift: torch.Tensor):
+        self.scale, self.shift = scale, shift
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scale.device != x.device:
+            self.scale, self.shift = self.scale.to(x.device), self.shift.to(x.device)
+        return torch.addcmul(self.shift, x, self.scale)
+
+
+Pointwise = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _pointwise(x: torch.Tensor, steps: list[Pointwise]) -> torch.Tensor:
+    with torch.autocast(x.device.type, enabled=False):  # as the torch path: norms and activations in fp32
+        for fn in steps:
+            x = fn(x)
+    return x
+
+
+def _materialise(x: torch.Tensor, steps: list[Pointwise], stack: list[torch.Tensor],
+                 chunk_rows: int = 256) -> torch.Tensor:
+    """`x` with the pending pointwise `steps` applied (in place, by row chunks, unless a skip still needs `x`)."""
+    if not steps:
+        return x
+    if any(t is x for t in stack):
+        x = x.clone()
+    with torch.inference_mode():
+        for r0 in range(0, x.shape[2], chunk_rows):
+            x[:, :, r0 : r0 + chunk_rows] = _pointwise(x[:, :, r0 : r0 + chunk_rows], steps)
+    return x
 
 
 def _run_spatial_tiled(
-    op: Spatial, x: torch.Tensor, cfg: RunConfig, tile: int, tick: _Ticker, cancel: CancelToken | None,
-    conv: Conv | None = None,
+    op: Spatial, x: torch.Tensor, steps: list[Pointwise], cfg: RunConfig, tile: int, tick: _Ticker,
+    cancel: CancelToken | None, piece: Piece | None = None, stats: _Stats | None = None,
 ) -> torch.Tensor:
+    """`op` on `steps` applied to `x`, tile by tile; the statistics of the output go to `stats`. A `piece` computes
+    the tiles (with the steps) where it takes the steps pending; otherwise torch does."""
+    affine = None
+    if piece is not None and piece.prologue and len(steps) == 2 and isinstance(steps[0], _Affine) \
+            and steps[1] is relu:
+        affine = (steps[0].scale, steps[0].shift)
+    elif piece is not None and (piece.prologue or steps):
+        log.debug("%s: the pending steps are not the piece's; torch runs it", type(op).__name__)
+        piece = None
     _, _, h, w = x.shape
     oh, ow = op.out_size(h), op.out_size(w)
     cout = op.channels[1]
@@ -150,10 +215,19 @@ def _run_spatial_tiled(
             if cancel is not None:
                 cancel.check()
             ww = op.window(x0, x1, w)
-            region = x[..., wh.i0 : wh.i1, ww.i0 : ww.i1].to(cfg.device)
-            with torch.inference_mode(), (nullcontext() if op.precise else _autocast(cfg)):
-                y = op.run(region, wh, ww, y1 - y0, x1 - x0, conv)
-            out[..., y0:y1, x0:x1] = y  # copied out now: a `conv` may reuse its output buffer on the next tile
+            with torch.inference_mode():
+                mean = var = None
+                if piece is not None:
+                    y, mean, var = piece(x[..., wh.i0 : wh.i1, ww.i0 : ww.i1], wh, ww, y1 - y0, x1 - x0, affine)
+                else:
+                    region = _pointwise(x[..., wh.i0 : wh.i1, ww.i0 : ww.i1].to(cfg.device), steps)
+                    with nullcontext() if op.precise else _autocast(cfg):
+                        y = op.run(region, wh, ww, y1 - y0, x1 - x0)
+                out[..., y0:y1, x0:x1] = y  # copied out now: a piece reuses its output buffer on the next tile
+                if stats is not None and mean is not None and var is not None:
+                    stats.add_moments(mean, var, (y1 - y0) * (x1 - x0))
+                elif stats is not None:
+                    stats.add(out[..., y0:y1, x0:x1])
             tick()
     return out
 
@@ -169,10 +243,10 @@ class _Ticker:
 
 def run_staged(
     plan: Plan, x: torch.Tensor, cfg: RunConfig, tile: int, progress: Progress, cancel: CancelToken | None,
-    stage: str = "stylize", convs: Convs | None = None,
+    stage: str = "stylize", pieces: LayerPieces | None = None,
 ) -> torch.Tensor:
     """Run a style net's plan tile by tile with whole-image instance-norm statistics. x: (1, 3, H, W).
-    `convs` gives the layers' convolutions on another runtime (engine/pieces.py); None: all on torch."""
+    `pieces` gives the layers' tiles on another runtime (engine/pieces.py); None: all on torch."""
     spatial = [step.op for step in plan if isinstance(step, Layer)]
     need = max(_tile_bytes(op, tile) for op in spatial)
     if need > cfg.budget:
@@ -184,20 +258,34 @@ def run_staged(
         total += math.ceil(h / tile) * math.ceil(w / tile)
     tick = _Ticker(total, progress, stage)
     cur = x.detach().float().cpu().contiguous()
+    steps: list[Pointwise] = []  # pointwise steps pending on `cur` (see above)
+    stats: _Stats | None = None  # of `cur`, when it is a layer's output with nothing pending
     stack: list[torch.Tensor] = []
-    for step in plan:
+    for i, step in enumerate(plan):
         match step:
             case Layer(op=op):
-                cur = _run_spatial_tiled(op, cur, cfg, tile, tick, cancel, convs(op) if convs is not None else None)
+                stats = _Stats(op.channels[1]) if i + 1 < len(plan) and isinstance(plan[i + 1], Norm) else None
+                piece = pieces(op) if pieces is not None else None
+                cur = _run_spatial_tiled(op, cur, steps, cfg, tile, tick, cancel, piece, stats)
+                steps = []
             case Norm(norm=norm):
-                _norm_inplace(cur, norm)
+                if stats is None:  # not straight after a layer (no plan does this today): one pass for them
+                    cur, steps = _materialise(cur, steps, stack), []
+                    stats = _Stats(cur.shape[1])
+                    for r0 in range(0, cur.shape[2], 256):
+                        stats.add(cur[:, :, r0 : r0 + 256])
+                steps.append(stats.affine(norm))
+                stats = None
             case Act(fn=fn):
-                _apply_inplace(cur, fn)
+                steps.append(fn)
+                stats = None
             case Push():
-                stack.append(cur.clone())
+                cur, steps, stats = _materialise(cur, steps, stack), [], None
+                stack.append(cur)  # not copied: nothing changes a stored tensor in place while a skip holds it
             case Add():
+                cur, steps, stats = _materialise(cur, steps, stack), [], None
                 cur.add_(stack.pop())
-    return cur
+    return _materialise(cur, steps, stack)
 
 
 # ---- local nets: halo tiles of one fixed shape ----
@@ -294,11 +382,11 @@ def run_network(
     cancel: CancelToken | None = None,
     stage: str = "run",
     compiled: nn.Module | None = None,
-    convs: Convs | None = None,
+    pieces: LayerPieces | None = None,
 ) -> torch.Tensor:
     """Run `net` on a (1, 3, H, W) 0-255 image: whole if it fits `cfg.budget`, else in tiles, retrying
     with smaller tiles on out-of-memory. Returns a float32 CPU tensor. `compiled` runs whole images in place
-    of `net`; `convs` the tiled path's convolutions (style nets)."""
+    of `net`; `pieces` computes the tiled path's layers (style nets; engine/pieces.py)."""
     h, w = x.shape[-2:]
     spec = spec_of(net)
     xp = _pad_to_multiple(x, spec.multiple)
@@ -319,7 +407,7 @@ def run_network(
     while True:
         try:
             if spec.plan is not None:
-                y = run_staged(spec.plan, xp, cfg, tile, progress, cancel, stage, convs)
+                y = run_staged(spec.plan, xp, cfg, tile, progress, cancel, stage, pieces)
             else:
                 y = run_windows(net, spec, xp, cfg, tile, progress, cancel, stage)
             return y[..., : h * scale, : w * scale]
