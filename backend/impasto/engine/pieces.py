@@ -269,9 +269,17 @@ class Piece:
     until the next call (the tiler copies each tile out at once)."""
 
     def __init__(self, op: Spatial, compiled: Any, prologue: bool, stats: bool):
-        self.op, self.prologue, self.stats = op, prologue, stats
-        self.request = compiled.create_infer_request()
+        self.op, self.prologue, self.stats, self.compiled = op, prologue, stats, compiled
+        self.request: Any = compiled.create_infer_request()
         self._affine: list[Any] = []
+
+    def close(self) -> None:
+        """Free the layer's working memory. OpenVINO's CPU plugin keeps a compiled model's intermediate buffers,
+        sized to the largest tile it ran, until told otherwise: without this a 2048x2048 image left ~5 GB held
+        by the sixteen pieces of a style net (measured), with it each layer's buffers go when the layer is done."""
+        self.request = None
+        with contextlib.suppress(Exception):  # an older OpenVINO without it only keeps the memory
+            self.compiled.release_memory()
 
     def __call__(self, x: torch.Tensor, wh: Window, ww: Window, oh: int, ow: int,
                  affine: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor | None,
@@ -289,11 +297,15 @@ class Piece:
             hh, wd = oh + op.kernel - 1 - wh.pad_lo - wh.pad_hi, ow + op.kernel - 1 - ww.pad_lo - ww.pad_hi
             feeds += [np.array([wh.crop, ww.crop], np.int64), np.array([wh.crop + hh, ww.crop + wd], np.int64)]
         feeds += [np.array([0, 0, wh.pad_lo, ww.pad_lo], np.int64), np.array([0, 0, wh.pad_hi, ww.pad_hi], np.int64)]
+        if self.request is None:
+            self.request = self.compiled.create_infer_request()
         self.request.infer(feeds, share_inputs=True)
         out = [torch.from_numpy(self.request.get_output_tensor(i).data) for i in range(3 if self.stats else 1)]
         return (out[0], out[1][0], out[2][0]) if self.stats else (out[0], None, None)
 
     def _infer(self, x: torch.Tensor) -> torch.Tensor:
+        if self.request is None:
+            self.request = self.compiled.create_infer_request()
         self.request.infer([_np(x), *self._affine], share_inputs=True)
         return torch.from_numpy(self.request.get_output_tensor(0).data)
 

@@ -47,6 +47,9 @@ class Piece(Protocol):
                  affine: tuple[torch.Tensor, torch.Tensor] | None
                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]: ...
 
+    def close(self) -> None:
+        """The layer is done: free what the piece holds for it."""
+
 
 LayerPieces = Callable[[Spatial], Piece | None]  # a layer's piece, or None: that layer runs on torch
 
@@ -266,7 +269,11 @@ def run_staged(
             case Layer(op=op):
                 stats = _Stats(op.channels[1]) if i + 1 < len(plan) and isinstance(plan[i + 1], Norm) else None
                 piece = pieces(op) if pieces is not None else None
-                cur = _run_spatial_tiled(op, cur, steps, cfg, tile, tick, cancel, piece, stats)
+                try:
+                    cur = _run_spatial_tiled(op, cur, steps, cfg, tile, tick, cancel, piece, stats)
+                finally:
+                    if piece is not None:
+                        piece.close()
                 steps = []
             case Norm(norm=norm):
                 if stats is None:  # not straight after a layer (no plan does this today): one pass for them
