@@ -272,12 +272,13 @@ class Piece:
         self.op, self.prologue, self.stats, self.compiled = op, prologue, stats, compiled
         self.request: Any = compiled.create_infer_request()
         self._affine: list[Any] = []
+        self._buffer: torch.Tensor | None = None  # the input windows, copied here: no new pages for each tile
 
     def close(self) -> None:
         """Free the layer's working memory. OpenVINO's CPU plugin keeps a compiled model's intermediate buffers,
         sized to the largest tile it ran, until told otherwise: without this a 2048x2048 image left ~5 GB held
         by the sixteen pieces of a style net (measured), with it each layer's buffers go when the layer is done."""
-        self.request = None
+        self.request = self._buffer = None
         with contextlib.suppress(Exception):  # an older OpenVINO without it only keeps the memory
             self.compiled.release_memory()
 
@@ -292,7 +293,7 @@ class Piece:
         self._affine = [_np(affine[0]), _np(affine[1])] if affine is not None else []
         if isinstance(op, TransposeConvLayer):  # the crop stays in the layer's own code
             return op.run(x, wh, ww, oh, ow, self._infer), None, None
-        feeds = [_np(x), *self._affine]
+        feeds = [self._window(x), *self._affine]
         if isinstance(op, UpsampleConvLayer):
             hh, wd = oh + op.kernel - 1 - wh.pad_lo - wh.pad_hi, ow + op.kernel - 1 - ww.pad_lo - ww.pad_hi
             feeds += [np.array([wh.crop, ww.crop], np.int64), np.array([wh.crop + hh, ww.crop + wd], np.int64)]
@@ -303,10 +304,19 @@ class Piece:
         out = [torch.from_numpy(self.request.get_output_tensor(i).data) for i in range(3 if self.stats else 1)]
         return (out[0], out[1][0], out[2][0]) if self.stats else (out[0], None, None)
 
+    def _window(self, x: torch.Tensor) -> Any:
+        """`x` as a contiguous float32 array in this piece's reused buffer (valid until the next call)."""
+        n = x.numel()
+        if self._buffer is None or self._buffer.numel() < n:
+            self._buffer = torch.empty(n, dtype=torch.float32)
+        window = self._buffer[:n].view(x.shape)
+        window.copy_(x)
+        return window.numpy()
+
     def _infer(self, x: torch.Tensor) -> torch.Tensor:
         if self.request is None:
             self.request = self.compiled.create_infer_request()
-        self.request.infer([_np(x), *self._affine], share_inputs=True)
+        self.request.infer([self._window(x), *self._affine], share_inputs=True)
         return torch.from_numpy(self.request.get_output_tensor(0).data)
 
 
