@@ -184,3 +184,12 @@ def test_tiles_on_openvino_report_progress_and_see_a_cancel() -> None:
     with pytest.raises(Cancelled):
         _tiled(net, x, layers, 8, cancel=token)
     assert token.checks == 10  # seen at the next tile
+
+
+def test_tiles_on_openvino_from_layers_in_a_temporary_file() -> None:
+    net = _net(build_engstrom, seed=6)
+    layers = pieces.Pieces(spec_of(net).plan, runtime.module_sha(net), "f32")  # type: ignore[arg-type]
+    x = _photo(40, 56)
+    want = _untiled(net, x)
+    got = run_network(net, x, RunConfig(tile=13, force_tiles=True, spill_over=0), pieces=layers)
+    assert float((got - want).abs().max()) <= float(want.max() - want.min()) / 255
