@@ -28,7 +28,8 @@ import numpy as np
 from impasto.engine.engine import Engine, EngineConfig
 from impasto.engine.pixels import PixelBuffer, PixelFormat
 size, tile, runtime, style = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-engine = Engine(EngineConfig(device="cpu", runtime=runtime, force_tiles=True, tile_size=tile))
+budget = int(float(sys.argv[5]) * 2**30) if sys.argv[5] else None
+engine = Engine(EngineConfig(device="cpu", runtime=runtime, force_tiles=True, tile_size=tile, memory_budget=budget))
 small = PixelBuffer(np.full((64, 64, 3), 100, np.uint8), PixelFormat.parse("RGB_U8"))
 engine.stylize(small, style)  # model load, conversion (cached) and first-call set-up, not timed
 yy, xx = np.mgrid[0:size, 0:size]
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tile", type=int, default=None, help="tile side (default 512; --quick: 32)")
     p.add_argument("--runtimes", default="torch,openvino", help="comma-separated (default torch,openvino)")
     p.add_argument("--model", default="starry-night", help="bundled style (default starry-night)")
+    p.add_argument("--memory-budget", type=float, default=None,
+                   help="GiB of working memory (the engine's --memory-budget; default: the engine's, from free RAM); "
+                   "the tiled path keeps layers over a quarter of it in a temporary file")
     p.add_argument("--backend", type=Path, default=common.ROOT / "backend", help="the backend folder to run")
     args = p.parse_args(argv)
     size, tile = args.size or (96 if args.quick else 2048), args.tile or (32 if args.quick else 512)
@@ -58,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.runtimes.split(","):
         started = time.perf_counter()
         with tempfile.TemporaryFile("w+") as err:
-            child = subprocess.Popen([sys.executable, "-c", CHILD, str(size), str(tile), name, args.model], env=env,
+            child = subprocess.Popen([sys.executable, "-c", CHILD, str(size), str(tile), name, args.model,
+                                      "" if args.memory_budget is None else str(args.memory_budget)], env=env,
                                      stdout=subprocess.PIPE, stderr=err, text=True)
             assert child.stdout is not None
             out = child.stdout.read()  # to the child's exit
@@ -79,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     load_after = common.load_average()
     print(f"load average before/after: {load_before:.1f} / {load_after:.1f} on {os.cpu_count()} CPUs")
     report = {"what": "peak RSS of one forced-tiled stylize in a child process", "machine": common.machine("cpu"),
-              "model": args.model, "size": size, "tile": tile, "backend": str(args.backend), "rows": rows,
+              "model": args.model, "size": size, "tile": tile,
+              "memory_budget_gib": args.memory_budget, "backend": str(args.backend), "rows": rows,
               "load_average_before_after": [load_before, load_after], "measured": common.stamp()}
     common.write_json(args.out_dir, "tiled_memory", report)
     return 0
