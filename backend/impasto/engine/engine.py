@@ -60,6 +60,14 @@ class EngineConfig:
     force_tiles: bool = False  # tile at tile_size even when the whole image fits (a user checking seams)
 
 
+def _clamp(y: torch.Tensor) -> torch.Tensor:
+    """A network's result clamped to 0-255 in place: it is the network's own new tensor, and a clamped copy is
+    805 MB at 8192x8192 (issue 13: an 8192x8192 stylize within 3 GB). In inference mode, where an inference
+    tensor (the whole-image path's result) may be changed in place."""
+    with torch.inference_mode():
+        return y.clamp_(0, 255)
+
+
 def _ycbcr(x: torch.Tensor) -> torch.Tensor:
     r, g, b = x[:, 0], x[:, 1], x[:, 2]
     y = 0.299 * r + 0.587 * g + 0.114 * b
@@ -240,7 +248,7 @@ class Engine:
         rgb, alpha = to_network(image)
         x = resize(rgb, ph, pw)
         with runtime.cancel_scope(cancel):
-            y = run_network(net, x, self.run_config(), progress, cancel, "stylize", compiled, pieces).clamp(0, 255)
+            y = _clamp(run_network(net, x, self.run_config(), progress, cancel, "stylize", compiled, pieces))
         if refine > 0:
             y = self._refine(info, x, y, refine, progress, cancel)
         y = resize(y, h, w)
@@ -295,7 +303,7 @@ class Engine:
             progress("loading", 0.0)
             net, compiled, _ = self._network(info)
             with runtime.cancel_scope(cancel):
-                y = run_network(net, rgb, self.run_config(), progress, cancel, "upscale", compiled).clamp(0, 255)
+                y = _clamp(run_network(net, rgb, self.run_config(), progress, cancel, "upscale", compiled))
         if alpha is not None:
             alpha = resize_alpha(alpha, h, w)
         progress("upscale", 1.0)
