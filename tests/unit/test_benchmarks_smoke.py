@@ -65,6 +65,15 @@ def test_tiled_speed(tmp_path: Path) -> None:
             assert row["max_levels"] < 0.05, row
 
 
+def test_tiled_memory(tmp_path: Path) -> None:
+    assert _script("tiled_memory").main(["--quick", "--out-dir", str(tmp_path), "--memory-budget", "0.001"]) == 0
+    r = json.loads((tmp_path / "tiled_memory.json").read_text())
+    _has(r, "machine", "size", "tile", "rows", "load_average_before_after")
+    for row in r["rows"]:
+        _has(row, "config", "ran_on", "stylize_s", "peak_rss_mib")
+        assert row["peak_rss_mib"] > 50, row
+
+
 @pytest.mark.usefixtures("shared")
 def test_gatys_speed(tmp_path: Path) -> None:
     r = _run("gatys_speed", tmp_path)
