@@ -54,6 +54,27 @@ def test_stylize_speed(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("shared")
+def test_tiled_speed(tmp_path: Path) -> None:
+    r = _run("tiled_speed", tmp_path)
+    _has(r, "machine", "model", "size", "tile", "rows", "diff", "load_average_before_after")
+    configs = {row["config"] for row in r["rows"]}
+    assert {"torch bf16", "torch fp32"} <= configs
+    for row in r["rows"]:
+        _has(row, "config", "median_s", "peak_mib", "speedup_vs_torch_bf16", "max_levels", "p999_levels")
+        if row["config"] in ("torch fp32", "openvino f32"):  # the exact path on either runtime
+            assert row["max_levels"] < 0.05, row
+
+
+def test_tiled_memory(tmp_path: Path) -> None:
+    assert _script("tiled_memory").main(["--quick", "--out-dir", str(tmp_path), "--memory-budget", "0.001"]) == 0
+    r = json.loads((tmp_path / "tiled_memory.json").read_text())
+    _has(r, "machine", "size", "tile", "rows", "load_average_before_after")
+    for row in r["rows"]:
+        _has(row, "config", "ran_on", "stylize_s", "peak_rss_mib")
+        assert row["peak_rss_mib"] > 50, row
+
+
+@pytest.mark.usefixtures("shared")
 def test_gatys_speed(tmp_path: Path) -> None:
     r = _run("gatys_speed", tmp_path)
     _has(r, "machine", "rows", "load_average_before_after")

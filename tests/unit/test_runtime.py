@@ -212,7 +212,7 @@ def test_warmup_keeps_the_models_loaded() -> None:
     assert engine.warmup(["wave", "srgan-x2"]) == ["wave", "srgan-x2"]
     assert list(engine._cache) == ["wave", "srgan-x2"]  # both stay, though the cache holds one by default
     # the warm-up measured each OpenVINO net's speed, so the first real job's bar moves (an estimate needs it)
-    for _sha, net, whole in engine._cache.values():
+    for _sha, net, whole, _pieces in engine._cache.values():
         fast = whole if whole is not None else net
         assert isinstance(fast, runtime.OpenVINONet) and fast._sec_per_mpx is not None
     names = [m.name for m in engine.default_models()]

@@ -167,3 +167,13 @@ def test_sr_whole_call_reports_progress_per_conv_and_equals_forward(nets: dict) 
     token.cancel()
     with pytest.raises(Cancelled), torch.inference_mode():
         whole.run_local_stepped(net, x, spec_of(net).halo, lambda s, f: None, token, "upscale")
+
+
+@pytest.mark.parametrize("name", ["johnson", "engstrom"])
+def test_layers_kept_in_a_temporary_file_give_the_same_result(nets: dict, name: str) -> None:
+    """spill_over=0: every stored layer goes to a temporary file and is read back window by window."""
+    torch.manual_seed(7)
+    x = torch.rand(1, 3, 45, 38) * 255
+    in_memory = run_network(nets[name], x, RunConfig(tile=16, force_tiles=True))
+    spilled = run_network(nets[name], x, RunConfig(tile=16, force_tiles=True, spill_over=0))
+    assert (in_memory - spilled).abs().max() <= 1e-3

@@ -21,6 +21,7 @@ from torch import nn
 from impasto.cancel import CancelToken, Progress, no_progress
 from impasto.device import autocast_dtype, memory_budget, pick_device
 from impasto.engine import runtime
+from impasto.engine.pieces import Pieces
 from impasto.engine.pixels import PixelBuffer, check_pixel_limit, from_network, resize_alpha, to_network
 from impasto.engine.tiling import RunConfig, run_network
 from impasto.errors import InvalidArgument
@@ -57,6 +58,14 @@ class EngineConfig:
     model_cache: int = 4
     runtime: str = "auto"  # auto | openvino | torch (engine/runtime.py): auto is OpenVINO on the CPU
     force_tiles: bool = False  # tile at tile_size even when the whole image fits (a user checking seams)
+
+
+def _clamp(y: torch.Tensor) -> torch.Tensor:
+    """A network's result clamped to 0-255 in place: it is the network's own new tensor, and a clamped copy is
+    805 MB at 8192x8192 (issue 13: an 8192x8192 stylize within 3 GB). In inference mode, where an inference
+    tensor (the whole-image path's result) may be changed in place."""
+    with torch.inference_mode():
+        return y.clamp_(0, 255)
 
 
 def _ycbcr(x: torch.Tensor) -> torch.Tensor:
@@ -106,8 +115,8 @@ class Engine:
             raise InvalidArgument("--compile is torch.compile, which the OpenVINO runtime does not use",
                                   hint="drop --compile, or add --runtime torch")
         log.info("engine: device %s, runtime %s", self.device, self.runtime)
-        # name -> (sha256, the net run_network gets, the whole-image runner or None)
-        self._cache: OrderedDict[str, tuple[str, nn.Module, nn.Module | None]] = OrderedDict()
+        # name -> (sha256, the net run_network gets, the whole-image runner or None, the tiled path's pieces or None)
+        self._cache: OrderedDict[str, tuple[str, nn.Module, nn.Module | None, Pieces | None]] = OrderedDict()
         self._capacity = self.config.model_cache
         self._lock = threading.Lock()
 
@@ -130,31 +139,36 @@ class Engine:
     def operations(self) -> list[str]:
         return ["stylize", "upscale", "refine", "gatys"]
 
-    def _network(self, info: ModelInfo) -> tuple[nn.Module, nn.Module | None]:
-        """(net, whole) for `run_network(net, ..., compiled=whole)`, loaded once and kept (LRU).
+    def _network(self, info: ModelInfo) -> tuple[nn.Module, nn.Module | None, Pieces | None]:
+        """(net, whole, pieces) for `run_network(net, ..., compiled=whole, convs=pieces)`, loaded once and kept (LRU).
 
-        On OpenVINO a style net stays torch for the exact tiled path and gets the OpenVINO net as its
-        whole-image runner; an SR net *is* the OpenVINO net (its halo windows are whole-image calls too)."""
+        On OpenVINO a style net stays torch for the exact tiled path's window arithmetic, statistics and pointwise
+        steps, gets the OpenVINO net as its whole-image runner and its layers' convolutions as OpenVINO pieces
+        (engine/pieces.py, at the precision the whole net measured acceptable; built on the first tiled run); an
+        SR net *is* the OpenVINO net (its halo windows are whole-image calls too)."""
         with self._lock:
             hit = self._cache.get(info.name)
             if hit and hit[0] == info.sha256:
                 self._cache.move_to_end(info.name)
-                return hit[1], hit[2]
+                return hit[1], hit[2], hit[3]
             net = self.store.load(info.name, self.device)
             if self.device.type == "cuda":
                 net = net.to(memory_format=torch.channels_last)
-            entry: tuple[nn.Module, nn.Module | None] = (net, None)
+            entry: tuple[nn.Module, nn.Module | None, Pieces | None] = (net, None, None)
             fast = self._openvino(info, net) if self.runtime == "openvino" else None
-            if fast is not None:
-                entry = (net, fast) if spec_of(net).plan is not None else (fast, None)
+            plan = spec_of(net).plan
+            if fast is not None and plan is not None:
+                entry = (net, fast, Pieces(plan, info.sha256 or runtime.module_sha(net), fast.precision))
+            elif fast is not None:
+                entry = (fast, None, None)
             elif self.config.compile:
-                entry = (net, torch.compile(net, dynamic=False))  # type: ignore[assignment]
+                entry = (net, torch.compile(net, dynamic=False), None)  # type: ignore[assignment]
             self._cache[info.name] = (info.sha256, *entry)
             while len(self._cache) > self._capacity:
                 self._cache.popitem(last=False)
             return entry
 
-    def _openvino(self, info: ModelInfo, net: nn.Module) -> nn.Module | None:
+    def _openvino(self, info: ModelInfo, net: nn.Module) -> runtime.OpenVINONet | None:
         precision = runtime.precision_for(autocast_dtype(self.device, self.config.bf16))
         try:
             return runtime.prepare(net, precision, info.sha256 or None)
@@ -181,9 +195,11 @@ class Engine:
         infos = [self.store.get(n) for n in names] if names else self.default_models()
         self._capacity = max(self._capacity, len(infos))
         for info in infos:
-            net, whole = self._network(info)
+            net, whole, pieces = self._network(info)
             side = 256 if isinstance(whole or net, runtime.OpenVINONet) else 32
             run_network(net, torch.full((1, 3, side, side), 128.0), self.run_config(), compiled=whole)
+            if pieces is not None and self.config.force_tiles:
+                pieces.compiled()  # the tiled path is the one this engine runs
         return [i.name for i in infos]
 
     def default_sr_model(self, scale: int) -> ModelInfo:
@@ -230,11 +246,11 @@ class Engine:
         ph, pw = max(1, round(h * scale)), max(1, round(w * scale))
         self.check_size(pw, ph, "processing size")
         progress("loading", 0.0)
-        net, compiled = self._network(info)
+        net, compiled, pieces = self._network(info)
         rgb, alpha = to_network(image)
         x = resize(rgb, ph, pw)
         with runtime.cancel_scope(cancel):
-            y = run_network(net, x, self.run_config(), progress, cancel, "stylize", compiled).clamp(0, 255)
+            y = _clamp(run_network(net, x, self.run_config(), progress, cancel, "stylize", compiled, pieces))
         if refine > 0:
             y = self._refine(info, x, y, refine, progress, cancel)
         y = resize(y, h, w)
@@ -287,9 +303,9 @@ class Engine:
             if info.scale != scale:
                 raise InvalidArgument(f"model {info.name!r} upscales x{info.scale}, not x{scale}")
             progress("loading", 0.0)
-            net, compiled = self._network(info)
+            net, compiled, _ = self._network(info)
             with runtime.cancel_scope(cancel):
-                y = run_network(net, rgb, self.run_config(), progress, cancel, "upscale", compiled).clamp(0, 255)
+                y = _clamp(run_network(net, rgb, self.run_config(), progress, cancel, "upscale", compiled))
         if alpha is not None:
             alpha = resize_alpha(alpha, h, w)
         progress("upscale", 1.0)

@@ -146,23 +146,32 @@ def _rgb_index(order: str) -> list[int]:
     return [order.index(c) for c in "RGB"]
 
 
+# The conversions run in bands of rows: at 8192x8192 a whole-image float32 temporary is 805 MB, and each step of
+# a conversion made one (issue 13: an 8192x8192 stylize within 3 GB). Every element sees the same operations.
+BAND_ROWS = 256
+
+
 def to_network(buf: PixelBuffer) -> tuple[torch.Tensor, np.ndarray | None]:
     import torch
 
     """(1, 3, H, W) float32 sRGB 0-255, and the alpha plane (H, W) in the buffer's own dtype (or None)."""
     fmt = buf.format
-    rgb = buf.array[:, :, _rgb_index(fmt.order)]
-    if fmt.depth == "U8":
-        val = rgb.astype(np.float32)
-    elif fmt.depth == "U16":
-        val = rgb.astype(np.float32) / np.float32(257.0)
-    else:
-        f = rgb.astype(np.float32)
-        if fmt.linear:
-            f = _srgb_encode(f)
-        val = np.clip(np.nan_to_num(f, nan=0.0), 0.0, 1.0).astype(np.float32) * np.float32(255.0)
+    h, w = buf.array.shape[:2]
+    tensor = torch.empty((1, 3, h, w), dtype=torch.float32)
+    dst = tensor[0].numpy()
+    for r0 in range(0, h, BAND_ROWS):
+        rgb = buf.array[r0 : r0 + BAND_ROWS][:, :, _rgb_index(fmt.order)]
+        if fmt.depth == "U8":
+            val = rgb.astype(np.float32)
+        elif fmt.depth == "U16":
+            val = rgb.astype(np.float32) / np.float32(257.0)
+        else:
+            f = rgb.astype(np.float32)
+            if fmt.linear:
+                f = _srgb_encode(f)
+            val = np.clip(np.nan_to_num(f, nan=0.0), 0.0, 1.0).astype(np.float32) * np.float32(255.0)
+        dst[:, r0 : r0 + BAND_ROWS] = val.transpose(2, 0, 1)
     alpha = buf.array[:, :, fmt.order.index("A")].copy() if fmt.has_alpha else None
-    tensor = torch.from_numpy(np.ascontiguousarray(val.transpose(2, 0, 1)))[None]
     return tensor, alpha
 
 
@@ -170,20 +179,21 @@ def from_network(rgb: torch.Tensor, alpha: np.ndarray | None, fmt: PixelFormat) 
     import torch
 
     """Encode a (1, 3, H, W) sRGB 0-255 tensor (plus an alpha plane of the same size) in `fmt`."""
-    val = rgb.detach().to("cpu", torch.float32)[0].permute(1, 2, 0).numpy()  # (H, W, 3)
-    val = np.clip(val, 0.0, 255.0)
-    if fmt.depth == "U8":
-        out = np.rint(val).astype(np.uint8)
-    elif fmt.depth == "U16":
-        out = np.rint(val * np.float32(257.0)).astype(np.uint16)
-    else:
-        f = val / np.float32(255.0)
-        if fmt.linear:
-            f = _srgb_decode(f)
-        out = f.astype(fmt.dtype)
-    h, w = out.shape[:2]
+    src = rgb.detach().to("cpu", torch.float32)[0]
+    h, w = src.shape[1:]
     result = np.empty((h, w, fmt.channels), dtype=fmt.dtype)
-    result[:, :, _rgb_index(fmt.order)] = out
+    for r0 in range(0, h, BAND_ROWS):
+        val = np.clip(src[:, r0 : r0 + BAND_ROWS].permute(1, 2, 0).numpy(), 0.0, 255.0)  # (rows, W, 3)
+        if fmt.depth == "U8":
+            out = np.rint(val).astype(np.uint8)
+        elif fmt.depth == "U16":
+            out = np.rint(val * np.float32(257.0)).astype(np.uint16)
+        else:
+            f = val / np.float32(255.0)
+            if fmt.linear:
+                f = _srgb_decode(f)
+            out = f.astype(fmt.dtype)
+        result[r0 : r0 + BAND_ROWS, :, _rgb_index(fmt.order)] = out
     if fmt.has_alpha:
         if alpha is None:
             alpha = np.full((h, w), 1.0 if fmt.is_float else np.iinfo(fmt.dtype).max, dtype=fmt.dtype)

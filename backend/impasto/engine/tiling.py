@@ -13,10 +13,7 @@ Which scheme, the padding, the scale and the halo all come from the network's `N
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +21,9 @@ from torch import nn
 
 from impasto.cancel import CancelToken, Progress, no_progress
 from impasto.engine import whole
+from impasto.engine.staged import LayerPieces, RunConfig, _autocast, _ratio, _spans, _Ticker, run_staged
 from impasto.errors import OutOfMemory, ResourceExhausted
-from impasto.nets.blocks import Act, Add, Layer, Norm, Plan, Push, Spatial, UpsampleConvLayer
+from impasto.nets.blocks import Layer, Plan, Push, UpsampleConvLayer
 from impasto.nets.spec import NetSpec, spec_of
 
 log = logging.getLogger(__name__)
@@ -33,42 +31,7 @@ log = logging.getLogger(__name__)
 _OOM = (OutOfMemory, torch.OutOfMemoryError, MemoryError)
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    """How to run one network call.
-
-    `tile` is the side, in pixels, of the piece of a layer's output computed at once:
-    - style nets (plan, run layer by layer): of each layer's *output*. At the full-resolution layers a tile is
-      tile x tile image pixels; the middle layers run at a quarter of the image's side, so there one tile
-      covers (4 tile)^2 image pixels.
-    - SR nets (run whole, in windows): of the *input* (low-resolution) image. Each window reads `halo` more
-      on every side and produces (scale x tile)^2 output pixels.
-    Either way a tile's working memory is about tile^2 x the widest layer's channels."""
-
-    device: torch.device = torch.device("cpu")
-    tile: int = 512  # tile side in pixels: each layer's output (style) or the input image (SR); see above
-    budget: int = 4 << 30  # bytes of working memory for one network call
-    autocast: torch.dtype | None = None  # bf16/fp16 autocast, or None for fp32
-    min_tile: int = 16
-    force_tiles: bool = False  # tile even when the whole image fits (tests, benchmarks)
-
-
-def _autocast(cfg: RunConfig) -> AbstractContextManager:
-    if cfg.autocast is None:
-        return nullcontext()
-    return torch.autocast(cfg.device.type, dtype=cfg.autocast)
-
-
-def _spans(n: int, tile: int) -> Iterator[tuple[int, int]]:
-    for start in range(0, n, tile):
-        yield start, min(start + tile, n)
-
-
 # ---- memory estimates (bytes, float32, x2 for padded copies and the output) ----
-
-
-def _ratio(op: Spatial) -> float:
-    return op.up / op.down
 
 
 def plan_bytes_per_pixel(plan: Plan) -> float:
@@ -88,110 +51,9 @@ def plan_bytes_per_pixel(plan: Plan) -> float:
     return peak * 4 * 2
 
 
-def _tile_bytes(op: Spatial, tile: int) -> float:
-    cin, cout = op.channels
-    k = op.kernel
-    src = tile / _ratio(op) + k
-    up = cin * (tile + k) ** 2 if isinstance(op, UpsampleConvLayer) else 0.0
-    return (cin * src * src + up + cout * tile * tile) * 4 * 2
-
-
 def local_bytes_per_pixel(spec: NetSpec) -> float:
     """Peak working bytes per *input* pixel of a local (SR) net."""
     return spec.channels * 4 * 4 * spec.scale * spec.scale * 2
-
-
-# ---- style nets: layer-by-layer with whole-image instance-norm statistics ----
-
-
-def _norm_inplace(x: torch.Tensor, norm: nn.InstanceNorm2d, chunk_rows: int = 256) -> None:
-    """Instance norm of a stored (1, C, H, W) tensor, statistics over the whole image (float64 sums)."""
-    _, c, h, _ = x.shape
-    s = torch.zeros(c, dtype=torch.float64)
-    ss = torch.zeros(c, dtype=torch.float64)
-    for r0 in range(0, h, chunk_rows):
-        part = x[0, :, r0 : r0 + chunk_rows].to(torch.float64)
-        s += part.sum(dim=(1, 2))
-        ss += (part * part).sum(dim=(1, 2))
-    n = x.shape[2] * x.shape[3]
-    mean = s / n
-    var = (ss / n - mean * mean).clamp_min(0.0)
-    scale = 1.0 / torch.sqrt(var + norm.eps)
-    if norm.affine:
-        scale = scale * norm.weight.detach().double().cpu()
-        shift = norm.bias.detach().double().cpu() - mean * scale
-    else:
-        shift = -mean * scale
-    scale32, shift32 = scale.float()[:, None, None], shift.float()[:, None, None]
-    for r0 in range(0, h, chunk_rows):
-        x[0, :, r0 : r0 + chunk_rows].mul_(scale32).add_(shift32)
-
-
-def _apply_inplace(x: torch.Tensor, fn, chunk_rows: int = 256) -> None:  # type: ignore[no-untyped-def]
-    for r0 in range(0, x.shape[2], chunk_rows):
-        x[0, :, r0 : r0 + chunk_rows] = fn(x[0, :, r0 : r0 + chunk_rows])
-
-
-def _run_spatial_tiled(
-    op: Spatial, x: torch.Tensor, cfg: RunConfig, tile: int, tick: _Ticker, cancel: CancelToken | None
-) -> torch.Tensor:
-    _, _, h, w = x.shape
-    oh, ow = op.out_size(h), op.out_size(w)
-    cout = op.channels[1]
-    out = torch.empty((1, cout, oh, ow), dtype=torch.float32)
-    for y0, y1 in _spans(oh, tile):
-        wh = op.window(y0, y1, h)
-        for x0, x1 in _spans(ow, tile):
-            if cancel is not None:
-                cancel.check()
-            ww = op.window(x0, x1, w)
-            region = x[..., wh.i0 : wh.i1, ww.i0 : ww.i1].to(cfg.device)
-            with torch.inference_mode(), (nullcontext() if op.precise else _autocast(cfg)):
-                y = op.run(region, wh, ww, y1 - y0, x1 - x0)
-            out[..., y0:y1, x0:x1] = y.float().cpu()
-            tick()
-    return out
-
-
-class _Ticker:
-    def __init__(self, total: int, progress: Progress, stage: str):
-        self.total, self.done, self.progress, self.stage = max(total, 1), 0, progress, stage
-
-    def __call__(self) -> None:
-        self.done += 1
-        self.progress(self.stage, min(self.done / self.total, 1.0))
-
-
-def run_staged(
-    plan: Plan, x: torch.Tensor, cfg: RunConfig, tile: int, progress: Progress, cancel: CancelToken | None,
-    stage: str = "stylize",
-) -> torch.Tensor:
-    """Run a style net's plan tile by tile with whole-image instance-norm statistics. x: (1, 3, H, W)."""
-    spatial = [step.op for step in plan if isinstance(step, Layer)]
-    need = max(_tile_bytes(op, tile) for op in spatial)
-    if need > cfg.budget:
-        raise OutOfMemory(f"a {tile}px tile needs about {need / 2**20:.0f} MiB, over the budget")
-    # count tiles for progress
-    total, h, w = 0, x.shape[2], x.shape[3]
-    for op in spatial:
-        h, w = op.out_size(h), op.out_size(w)
-        total += math.ceil(h / tile) * math.ceil(w / tile)
-    tick = _Ticker(total, progress, stage)
-    cur = x.detach().float().cpu().contiguous()
-    stack: list[torch.Tensor] = []
-    for step in plan:
-        match step:
-            case Layer(op=op):
-                cur = _run_spatial_tiled(op, cur, cfg, tile, tick, cancel)
-            case Norm(norm=norm):
-                _norm_inplace(cur, norm)
-            case Act(fn=fn):
-                _apply_inplace(cur, fn)
-            case Push():
-                stack.append(cur.clone())
-            case Add():
-                cur.add_(stack.pop())
-    return cur
 
 
 # ---- local nets: halo tiles of one fixed shape ----
@@ -288,9 +150,11 @@ def run_network(
     cancel: CancelToken | None = None,
     stage: str = "run",
     compiled: nn.Module | None = None,
+    pieces: LayerPieces | None = None,
 ) -> torch.Tensor:
     """Run `net` on a (1, 3, H, W) 0-255 image: whole if it fits `cfg.budget`, else in tiles, retrying
-    with smaller tiles on out-of-memory. Returns a float32 CPU tensor."""
+    with smaller tiles on out-of-memory. Returns a float32 CPU tensor. `compiled` runs whole images in place
+    of `net`; `pieces` computes the tiled path's layers (style nets; engine/pieces.py)."""
     h, w = x.shape[-2:]
     spec = spec_of(net)
     xp = _pad_to_multiple(x, spec.multiple)
@@ -311,7 +175,7 @@ def run_network(
     while True:
         try:
             if spec.plan is not None:
-                y = run_staged(spec.plan, xp, cfg, tile, progress, cancel, stage)
+                y = run_staged(spec.plan, xp, cfg, tile, progress, cancel, stage, pieces)
             else:
                 y = run_windows(net, spec, xp, cfg, tile, progress, cancel, stage)
             return y[..., : h * scale, : w * scale]

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+Conv = Callable[[torch.Tensor], torch.Tensor]
+
 
 @dataclass(frozen=True)
 class Window:
@@ -51,7 +53,15 @@ class Spatial(nn.Module):
     def window(self, o0: int, o1: int, n: int) -> Window:
         raise NotImplementedError
 
-    def run(self, x: torch.Tensor, wh: Window, ww: Window, oh: int, ow: int) -> torch.Tensor:
+    def run(self, x: torch.Tensor, wh: Window, ww: Window, oh: int, ow: int, conv: Conv | None = None) -> torch.Tensor:
+        """Output rows/columns described by (wh, ww) from the input window `x`. `conv` replaces the layer's
+        bare convolution (`bare_conv`: no padding, the layer's stride) with the same result computed elsewhere
+        (the tiler's OpenVINO pieces); the padding and cropping around it stay here."""
+        raise NotImplementedError
+
+    @property
+    def bare_conv(self) -> nn.Conv2d | nn.ConvTranspose2d:
+        """The convolution inside `run`, applied with padding 0 to the padded (or upsampled) window."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -97,9 +107,13 @@ class ConvLayer(Spatial):
         i0, i1, plo, phi = _clip(o0 * self.stride - lo, (o1 - 1) * self.stride + self.kernel - lo, n)
         return Window(i0, i1, plo, phi, 0)
 
-    def run(self, x: torch.Tensor, wh: Window, ww: Window, oh: int, ow: int) -> torch.Tensor:
+    @property
+    def bare_conv(self) -> nn.Conv2d:
+        return self.conv2d
+
+    def run(self, x: torch.Tensor, wh: Window, ww: Window, oh: int, ow: int, conv: Conv | None = None) -> torch.Tensor:
         mode = "reflect" if self.pad_mode == "reflect" else "zero"
-        return self.conv2d(_pad(x, wh, ww, mode))
+        return (conv or self.conv2d)(_pad(x, wh, ww, mode))
 
 
 class UpsampleConvLayer(Spatial):
@@ -126,14 +140,18 @@ class UpsampleConvLayer(Spatial):
         # crop = offset of `a` inside the upsampled source window; stored in Window.crop
         return Window(i0, i1, plo, phi, a - i0 * u)
 
-    def run(self, x: torch.Tensor, wh: Window, ww: Window, oh: int, ow: int) -> torch.Tensor:
+    @property
+    def bare_conv(self) -> nn.Conv2d:
+        return self.conv2d
+
+    def run(self, x: torch.Tensor, wh: Window, ww: Window, oh: int, ow: int, conv: Conv | None = None) -> torch.Tensor:
         u = self.upsample
         x = F.interpolate(x, scale_factor=u, mode="nearest")
         # (B, C, (i1-i0)*u, ...) -> keep exactly the upsampled rows [a, b)
         hh = oh + self.kernel - 1 - wh.pad_lo - wh.pad_hi
         ww_ = ow + self.kernel - 1 - ww.pad_lo - ww.pad_hi
         x = x[..., wh.crop : wh.crop + hh, ww.crop : ww.crop + ww_]
-        return self.conv2d(_pad(x, wh, ww, "reflect" if self.pad_mode == "reflect" else "zero"))
+        return (conv or self.conv2d)(_pad(x, wh, ww, "reflect" if self.pad_mode == "reflect" else "zero"))
 
 
 class TransposeConvLayer(Spatial):
@@ -159,8 +177,12 @@ class TransposeConvLayer(Spatial):
         i1 = min(n, (o1 - 1) // s + 1)
         return Window(i0, i1, 0, 0, o0 - i0 * s)
 
-    def run(self, x: torch.Tensor, wh: Window, ww: Window, oh: int, ow: int) -> torch.Tensor:
-        y = self.conv(x)
+    @property
+    def bare_conv(self) -> nn.ConvTranspose2d:
+        return self.conv
+
+    def run(self, x: torch.Tensor, wh: Window, ww: Window, oh: int, ow: int, conv: Conv | None = None) -> torch.Tensor:
+        y = (conv or self.conv)(x)
         y = F.pad(y, (0, max(0, ww.crop + ow - y.shape[-1]), 0, max(0, wh.crop + oh - y.shape[-2])))
         return y[..., wh.crop : wh.crop + oh, ww.crop : ww.crop + ow]
 
