@@ -2,7 +2,7 @@
 API, choosing the image with the lower LPIPS distance to the reference it is shown. NOT human judgement: it
 exists to show what a study produces (docs/quality.md) and to exercise the server outside the browser test.
 
-    impasto study build --out /tmp/sr-study --sr bicubic johnson-sr-x4-pixel srgan-x4 \\
+    impasto study build --out /tmp/sr-study --sr bicubic impasto-sr-x4 srgan-x4 \\
         --photos backend/impasto/data/samples --scale 4 --seed 17
     python benchmarks/study_scripted.py /tmp/sr-study --participant scripted-lpips
     impasto study report /tmp/sr-study

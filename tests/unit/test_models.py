@@ -282,7 +282,7 @@ def test_bundled_descriptors_hold_no_absolute_paths() -> None:
 def test_saved_models_strip_the_trainers_paths(impasto_home: Path) -> None:
     from impasto.models.fileformat import load_state, read_info
 
-    src = BUNDLED / "johnson-sr-x4-pixel.safetensors"
+    src = BUNDLED / "impasto-sr-x4.safetensors"
     info = read_info(src)
     info.training = {"data": "/home/ann/photos/train", "out_dir": "/tmp/runs/x4", "vgg16_weights": None,
                      "style_image": "C:\\Users\\ann\\art\\starry.jpg", "recipe": "docs/models/x.md",

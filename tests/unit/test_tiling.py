@@ -93,7 +93,7 @@ def test_tiny_images_run_on_every_family(h: int, w: int) -> None:
     buf = PixelBuffer.from_array(np.random.default_rng(0).integers(0, 255, (h, w, 4), dtype=np.uint8))
     for out, scale in ((engine.stylize(buf, "scream"), 1), (engine.stylize(buf, "starry-night"), 1),
                        (engine.upscale(buf, 2, model="srgan-x2"), 2),
-                       (engine.upscale(buf, 4, model="johnson-sr-x4-pixel"), 4)):
+                       (engine.upscale(buf, 4, model="impasto-sr-x4"), 4)):
         assert (out.height, out.width) == (h * scale, w * scale)
         if scale == 1:
             assert np.array_equal(out.array[..., 3], buf.array[..., 3])  # alpha passes through untouched
