@@ -241,6 +241,18 @@ def _show(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
+def bar_plot(plt: Any, report: dict[str, Any], title: str) -> None:
+    """One horizontal bar per row (its median latency), top to bottom in the rows' order, titled
+    `title` and where the figures were taken."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    names = [r["config"] for r in report["rows"]]
+    ax.barh(names, [r["median_s"] for r in report["rows"]])
+    ax.set_xlabel("median latency (s)")
+    ax.invert_yaxis()
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.suptitle(f"{title}, {where(report)}", fontsize=9)
+
+
 def where(report: dict[str, Any]) -> str:
     """The machine line of a plot title: device, torch threads on CPU, load average at the start."""
     m = report["machine"]

@@ -121,13 +121,7 @@ def _run(args: Any) -> int:
 
 
 def _plot(plt: Any, report: dict[str, Any]) -> None:
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    names = [r["config"] for r in report["rows"]]
-    ax.barh(names, [r["median_s"] for r in report["rows"]])
-    ax.set_xlabel("median latency (s)")
-    ax.invert_yaxis()
-    ax.grid(True, axis="x", alpha=0.3)
-    fig.suptitle(f"{report['model']} x{report['scale']} from {report['size']}², {common.where(report)}", fontsize=9)
+    common.bar_plot(plt, report, f"{report['model']} x{report['scale']} from {report['size']}²")
 
 
 if __name__ == "__main__":

@@ -53,3 +53,13 @@ def impasto_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty user model folder for this test."""
     monkeypatch.setenv("IMPASTO_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
+
+
+@pytest.fixture()
+def openvino_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """One OpenVINO conversion cache for the whole test run (conversions take seconds), away from the user's."""
+    from impasto.engine import runtime
+
+    root = tmp_path_factory.getbasetemp() / "impasto-cache"
+    monkeypatch.setenv(runtime.CACHE_ENV, str(root))
+    return root

@@ -23,19 +23,12 @@ from impasto.nets.johnson import build_johnson
 from impasto.nets.spec import spec_of
 from PIL import Image
 
-pytestmark = pytest.mark.skipif(runtime.openvino_version() is None, reason="OpenVINO does not load here")
+pytestmark = [pytest.mark.skipif(runtime.openvino_version() is None, reason="OpenVINO does not load here"),
+              pytest.mark.usefixtures("openvino_cache")]
 
 SAMPLE = Path(__file__).resolve().parents[2] / "backend/impasto/data/samples/astronaut.png"
 BUNDLED_STYLES = ["starry-night", "composition-vii", "scream", "wave", "wreck", "udnie"]
 MAX_LEVELS = 0.02 * 255  # issue 13: reduced precision stays within 2% of range of fp32 torch
-
-
-@pytest.fixture(autouse=True)
-def cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """One conversion cache for this module, away from the user's."""
-    root = tmp_path_factory.getbasetemp() / "impasto-cache"
-    monkeypatch.setenv(runtime.CACHE_ENV, str(root))
-    return root
 
 
 def _net(build, seed: int) -> torch.nn.Module:  # type: ignore[no-untyped-def]
@@ -107,7 +100,7 @@ def test_bundled_style_tiled_in_reduced_precision_stays_within_2_percent(name: s
     assert float(diff.max()) <= MAX_LEVELS, f"{name} in {precision}: {float(diff.max()):.2f} levels"
 
 
-def test_a_damaged_cache_entry_is_rebuilt(cache: Path) -> None:
+def test_a_damaged_cache_entry_is_rebuilt() -> None:
     net = _net(build_johnson, seed=2)
     plan, sha = spec_of(net).plan, "beef" * 16
     assert plan is not None

@@ -22,19 +22,12 @@ from impasto.nets.sr import build_johnson_sr
 from impasto.nets.srgan import SRGANGenerator
 from PIL import Image
 
-pytestmark = pytest.mark.skipif(runtime.openvino_version() is None, reason="OpenVINO does not load here")
+pytestmark = [pytest.mark.skipif(runtime.openvino_version() is None, reason="OpenVINO does not load here"),
+              pytest.mark.usefixtures("openvino_cache")]
 
 SAMPLE = Path(__file__).resolve().parents[2] / "backend/impasto/data/samples/chelsea.png"
 BUNDLED_STYLES = ["starry-night", "composition-vii", "scream", "wave", "wreck", "udnie"]
 MAX_LEVELS = 0.02 * 255  # issue 13: reduced precision stays within 2% of range of fp32 torch
-
-
-@pytest.fixture(autouse=True)
-def cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """One conversion cache for this module (conversions take seconds), away from the user's."""
-    root = tmp_path_factory.getbasetemp() / "impasto-cache"
-    monkeypatch.setenv(runtime.CACHE_ENV, str(root))
-    return root
 
 
 def _randomise(net: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -128,7 +121,7 @@ def test_engine_gives_the_same_pixels_on_both_runtimes() -> None:
     assert np.abs(a - ref.upscale(img, 2, model="srgan-x2").array.astype(int)).max() <= 1
 
 
-def test_a_corrupt_or_stale_cache_entry_is_rebuilt(cache: Path) -> None:
+def test_a_corrupt_or_stale_cache_entry_is_rebuilt() -> None:
     net = _randomise(build_johnson_sr(scale=2, channels=8, blocks=1), seed=3)
     x = _photo(24, 20)
     want = runtime.prepare(net, "f32", "feed" * 16)(x)

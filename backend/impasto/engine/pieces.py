@@ -25,11 +25,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import shutil
 import threading
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -178,14 +176,7 @@ def _build(folder: Path, layers: list[Spatial], roles: list[tuple[bool, bool]], 
     A layer whose piece fails is left out of the entry (it runs on torch) with one log line."""
     import openvino as ov
 
-    try:
-        tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir(parents=True)
-    except OSError as exc:  # a read-only cache costs a rebuild per process, nothing else
-        import tempfile
-
-        log.warning("cannot write the OpenVINO cache in %s (%s)", folder.parent, exc)
-        tmp, folder = Path(tempfile.mkdtemp(prefix="impasto-ov-")), Path()
+    tmp, folder = runtime.stage_entry(folder)
     try:
         models: dict[int, Any] = {}
         files: dict[str, dict[str, str]] = {}
@@ -200,12 +191,8 @@ def _build(folder: Path, layers: list[Spatial], roles: list[tuple[bool, bool]], 
                 continue
             models[i] = model
             files[str(i)] = {name: sha256_file(tmp / name) for name in (f"piece{i}.xml", f"piece{i}.bin")}
-        meta = {"openvino": version, "pieces_version": PIECES_VERSION, "layers": len(layers), "pieces": files}
-        (tmp / "entry.json").write_text(json.dumps(meta, indent=1))
-        if folder != Path():
-            shutil.rmtree(folder, ignore_errors=True)  # stale or damaged: replaced
-            with contextlib.suppress(OSError):  # another process put the same entry there first
-                os.rename(tmp, folder)
+        runtime.commit_entry(tmp, folder, {"openvino": version, "pieces_version": PIECES_VERSION,
+                                           "layers": len(layers), "pieces": files})
         return models
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

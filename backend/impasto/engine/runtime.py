@@ -158,19 +158,38 @@ def _read_entry(folder: Path, version: str) -> Entry | None:
         return None
 
 
+def stage_entry(folder: Path) -> tuple[Path, Path]:
+    """(a new temporary folder beside `folder`, where it goes when complete). A cache entry is written in the
+    temporary folder and renamed into place by `commit_entry`, so readers see no entry or a whole one and two
+    processes building the same entry both end with a valid one. A cache that cannot be written gets a private
+    temporary folder and Path() (nothing is kept: a rebuild per process, nothing else)."""
+    try:
+        tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
+        tmp.mkdir(parents=True)
+        return tmp, folder
+    except OSError as exc:
+        import tempfile
+
+        log.warning("cannot write the OpenVINO cache in %s (%s)", folder.parent, exc)
+        return Path(tempfile.mkdtemp(prefix="impasto-ov-")), Path()
+
+
+def commit_entry(tmp: Path, folder: Path, meta: dict[str, Any]) -> None:
+    """Write the entry's entry.json into `tmp` and rename it to `folder` (see `stage_entry`); the caller removes
+    `tmp` afterwards in any case (gone once renamed)."""
+    (tmp / "entry.json").write_text(json.dumps(meta, indent=1))
+    if folder != Path():
+        shutil.rmtree(folder, ignore_errors=True)  # stale or damaged: replaced
+        with contextlib.suppress(OSError):  # another process put the same entry there first
+            os.rename(tmp, folder)
+
+
 def _build_entry(folder: Path, net: nn.Module, precision: str, version: str) -> Entry:
     """Convert, check and measure in a temporary folder, then rename it into place: readers see no entry or a
     whole one, and two processes converting the same model at once both end with a valid entry."""
     import openvino as ov
 
-    try:
-        tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir(parents=True)
-    except OSError as exc:  # a read-only cache costs a conversion per process, nothing else
-        import tempfile
-
-        log.warning("cannot write the OpenVINO cache in %s (%s)", folder.parent, exc)
-        tmp, folder = Path(tempfile.mkdtemp(prefix="impasto-ov-")), Path()
+    tmp, folder = stage_entry(folder)
     try:
         ov.save_model(convert(net, precision), str(tmp / "model.xml"), compress_to_fp16=False)
         model = _read_model(tmp / "model.xml")  # checked as every later process will read it
@@ -182,13 +201,8 @@ def _build_entry(folder: Path, net: nn.Module, precision: str, version: str) -> 
             if entry.precision != precision:
                 log.info("bf16 moves this network's output by up to %.1f levels; it runs in f32", levels)
         files = {name: sha256_file(tmp / name) for name in ("model.xml", "model.bin")}
-        meta = {"openvino": version, "export_version": EXPORT_VERSION, "files": files,
-                "precision": entry.precision, "bf16_levels": entry.bf16_levels}
-        (tmp / "entry.json").write_text(json.dumps(meta, indent=1))
-        if folder != Path():
-            shutil.rmtree(folder, ignore_errors=True)  # stale or damaged: replaced
-            with contextlib.suppress(OSError):  # another process put the same entry there first
-                os.rename(tmp, folder)
+        commit_entry(tmp, folder, {"openvino": version, "export_version": EXPORT_VERSION, "files": files,
+                                   "precision": entry.precision, "bf16_levels": entry.bf16_levels})
         return entry
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone once renamed; the model read from it stays readable
