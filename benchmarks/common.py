@@ -241,6 +241,18 @@ def _show(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
+def square(path: str, size: int) -> Any:
+    """A photo from the shared data (`path` under ../shared/data) resized to size x size: a (1, 3, size, size)
+    float32 RGB 0-255 tensor, so instance norms see natural-image statistics."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    with Image.open(SHARED / path) as im:
+        arr = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy())[None]
+
+
 def bar_plot(plt: Any, report: dict[str, Any], title: str) -> None:
     """One horizontal bar per row (its median latency), top to bottom in the rows' order, titled
     `title` and where the figures were taken."""

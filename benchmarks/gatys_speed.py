@@ -27,13 +27,6 @@ from reference import reference_gatys, reference_vgg
 CONTENT, STYLE = "content_images/chicago.jpg", "style_images/public_domain/starry_night.jpg"
 
 
-def square(path: str, size: int) -> torch.Tensor:
-    from PIL import Image
-
-    with Image.open(common.SHARED / path) as im:
-        arr = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
-    return torch.from_numpy(arr.transpose(2, 0, 1).copy())[None]
-
 
 class _Stamps:
     """Wall and process-CPU timestamps taken between iterations; per-iteration times are their differences.
@@ -91,7 +84,7 @@ def _run(args: Any) -> int:
     vgg = reference_vgg(dev)
     rows: list[dict[str, Any]] = []
     for size in sizes:
-        content, style = square(CONTENT, size).to(dev), square(STYLE, size).to(dev)
+        content, style = common.square(CONTENT, size).to(dev), common.square(STYLE, size).to(dev)
         # alternate which goes first, so a load that drifts during the run does not always favour one side
         mine = "impasto.train.gatys"
         order = ("reference", mine) if sizes.index(size) % 2 == 0 else (mine, "reference")

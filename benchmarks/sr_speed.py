@@ -25,13 +25,6 @@ CONTENT = "content_images/chicago.jpg"
 GOAL_SPEEDUP = 5.0  # issue 13: SRGAN x4 from 512x512, OpenVINO against its eager fp32 run
 
 
-def photo(size: int) -> torch.Tensor:
-    from PIL import Image
-
-    with Image.open(common.SHARED / CONTENT) as im:
-        arr = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
-    return torch.from_numpy(arr.transpose(2, 0, 1).copy())[None]
-
 
 def main(argv: list[str] | None = None) -> int:
     p = common.parser(__doc__)
@@ -53,7 +46,7 @@ def _run(args: Any) -> int:
     store = ModelStore()
     info = store.get(args.model, "sr")
     net = store.load(args.model, dev)
-    x = photo(size)
+    x = common.square(CONTENT, size)
     print(f"SR speed on {common.device_name(dev)}; load average {load_before:.1f}; {info.name} x{info.scale}, "
           f"{size}x{size} -> {size * info.scale}x{size * info.scale}")
 

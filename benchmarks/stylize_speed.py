@@ -77,14 +77,6 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(","))
 
 
-def photo(size: int) -> torch.Tensor:
-    """A real photo at size x size (1, 3, H, W) RGB 0-255: instance norm sees natural-image statistics."""
-    from PIL import Image
-
-    with Image.open(common.SHARED / CONTENT) as im:
-        arr = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
-    return torch.from_numpy(arr.transpose(2, 0, 1).copy())[None]
-
 
 def random_state(seed: int = 0) -> dict[str, torch.Tensor]:
     """A full-width state dict with fixed random weights: PyTorch's default initialisation, plus a random
@@ -199,7 +191,7 @@ def _run(args: Any) -> int:
     for size in [*plan.sizes, *([plan.tiled] if plan.tiled else [])]:
         runs = args.runs or plan.runs.get(size, 3)
         tiled = size == plan.tiled
-        x = photo(size)
+        x = common.square(CONTENT, size)
         ref = None
         if not tiled or plan.reference_tiled:
             ref = common.measure(lambda x=x: run_ref(x), dev, runs)
@@ -214,7 +206,7 @@ def _run(args: Any) -> int:
             cfg = dataclasses.replace(cfg, force_tiles=tiled)
             warmup = 1
             if tiled:  # the same tile shapes on a 2x2-tile image: one-time costs paid without a full-size run
-                run_network(ours, photo(2 * plan.tile), cfg)
+                run_network(ours, common.square(CONTENT, 2 * plan.tile), cfg)
                 common.sync(dev)
                 warmup = 0
             m = common.measure(lambda x=x, cfg=cfg: run_network(ours, x, cfg), dev, runs, warmup=warmup)
@@ -314,7 +306,7 @@ def _trained_check(plan: Plan, fp32: Any, half: Any, dev: str, quick: bool, half
     from impasto.nets.johnson import johnson_from_state
 
     size = GOAL_SIZE if GOAL_SIZE in plan.sizes else plan.sizes[-1]
-    x = photo(size)
+    x = common.square(CONTENT, size)
     out: list[dict[str, Any]] = []
     reduced = ("candy",) if quick else ("candy", "mosaic")
     for name in reduced:
@@ -369,7 +361,7 @@ def _first_call_rows(ours: Any, ov_nets: dict[str, Any], cfg: Any, size: int, de
     from impasto.engine.tiling import run_network
 
     name, fast = next(iter(ov_nets.items()))
-    x = photo(size)
+    x = common.square(CONTENT, size)
     first = common.measure(lambda: run_network(ours, x, cfg, compiled=fast), dev, 1, warmup=0)
     record(size, f"{name} 1st call", False, first, None)
     steady = common.measure(lambda: run_network(ours, x, cfg, compiled=fast), dev, runs)

@@ -30,13 +30,6 @@ import torch
 CONTENT = "content_images/chicago.jpg"
 
 
-def photo(size: int) -> torch.Tensor:
-    from PIL import Image
-
-    with Image.open(common.SHARED / CONTENT) as im:
-        arr = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
-    return torch.from_numpy(arr.transpose(2, 0, 1).copy())[None]
-
 
 def main(argv: list[str] | None = None) -> int:
     p = common.parser(__doc__)
@@ -66,7 +59,7 @@ def _run(args: Any) -> int:
     info, net = store.get(args.model, "style"), store.load(args.model)
     plan = spec_of(net).plan
     assert plan is not None
-    x = photo(size)
+    x = common.square(CONTENT, size)
     print(f"tiled stylize speed on {common.device_name('cpu')}; load average {load_before:.1f}; {info.name}, "
           f"{size}x{size} in {tile} px tiles")
     bf16 = runtime.precision_for(torch.bfloat16)  # 'bf16' where the CPU has it
@@ -91,7 +84,7 @@ def _run(args: Any) -> int:
         print("OpenVINO does not load here: torch only")
     if (args.torch_fp32 or args.quick) and torch_name != "torch fp32":
         runners["torch fp32"] = (cfg32, None)
-    small = photo(min(size, 2 * tile))
+    small = common.square(CONTENT, min(size, 2 * tile))
 
     rows: list[dict[str, Any]] = []
     outputs: dict[str, torch.Tensor] = {}
