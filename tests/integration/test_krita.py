@@ -116,12 +116,15 @@ def krita_run(
         "IMPASTO_KRITA_SPEC": seen(spec),
     }
     (base / "run").mkdir(mode=0o700)
-    command = [runner, "-s", "krita_driver", "-f", "main"]
-    if root is not None:
-        # The chroot shares the network namespace, so the backend on 127.0.0.1 outside is reachable.
-        command = ["chroot", str(root), "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items()),
-                   runner, "-s", "krita_driver", "-f", "main"]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+
+    def kritarunner(function: str) -> subprocess.CompletedProcess:
+        command = [runner, "-s", "krita_driver", "-f", function]
+        if root is not None:
+            # The chroot shares the network namespace, so the backend on 127.0.0.1 outside is reachable.
+            command = ["chroot", str(root), "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items()), *command]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+
+    proc = kritarunner("main")
     results_file = out / "results.json"
     if not results_file.exists():
         pytest.fail(f"kritarunner wrote no results (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n"
@@ -132,6 +135,16 @@ def krita_run(
                                       f"{proc.stderr[-3000:]}")
     # Krita must also exit cleanly: a crash on the way out means something of Krita's was freed late.
     assert proc.returncode == 0, f"kritarunner exited with {proc.returncode}:\n{proc.stderr[-3000:]}"
+    # The saved .kra reopened in a second, fresh Krita: the plugin's map of results to sources is in the file.
+    restyled = results.get("restyle", {}).get("restyled", {})
+    if restyled.get("saved"):
+        spec.write_text(json.dumps({"out": seen(out), "reopen": [restyled["saved"]]}))
+        proc = kritarunner("reopen")
+        reopened = json.loads((out / "reopen.json").read_text()) if (out / "reopen.json").exists() else {}
+        assert proc.returncode == 0 and "fatal" not in reopened, (
+            f"reopening {restyled['saved'][0]} in Krita failed (rc {proc.returncode}): {reopened.get('fatal')}\n"
+            f"{proc.stderr[-3000:]}")
+        restyled["source_after_reopen"] = reopened[restyled["saved"][0]]
     results["which"] = request.param
     yield results, out
     if root is not None:
