@@ -20,10 +20,21 @@ from torch import nn
 
 from impasto.cancel import CancelToken, Progress, no_progress
 from impasto.device import autocast_dtype, memory_budget, pick_device
-from impasto.engine import runtime
+from impasto.engine import runtime, spill
 from impasto.engine.pieces import Pieces
-from impasto.engine.pixels import PixelBuffer, check_pixel_limit, from_network, resize_alpha, to_network
-from impasto.engine.tiling import RunConfig, run_network
+from impasto.engine.pixels import (
+    BAND_ROWS,
+    PixelBuffer,
+    alpha_of,
+    check_pixel_limit,
+    from_network,
+    new_buffer,
+    put_rgb,
+    resize_alpha,
+    to_network,
+)
+from impasto.engine.staged import LayerPieces
+from impasto.engine.tiling import RunConfig, run_network, run_streamed, streamed_input
 from impasto.errors import InvalidArgument
 from impasto.limits import (
     REFINE_DEFAULT,
@@ -247,6 +258,9 @@ class Engine:
         self.check_size(pw, ph, "processing size")
         progress("loading", 0.0)
         net, compiled, pieces = self._network(info)
+        src = streamed_input(net, image, self.run_config()) if (ph, pw) == (h, w) and refine == 0 else None
+        if src is not None:
+            return self._stylize_streamed(src, image, net, pieces, strength, preserve_colors, progress, cancel)
         rgb, alpha = to_network(image)
         x = resize(rgb, ph, pw)
         with runtime.cancel_scope(cancel):
@@ -262,6 +276,36 @@ class Engine:
             cancel.check()
         progress("stylize", 1.0)
         return from_network(y, alpha, image.format)
+
+    def _stylize_streamed(self, src: spill.Source, image: PixelBuffer, net: nn.Module, pieces: LayerPieces | None,
+                          strength: float, preserve_colors: bool, progress: Progress,
+                          cancel: CancelToken | None) -> PixelBuffer:
+        """`stylize` of a large image on the tiled path with neither its float32 input nor its output in memory
+        (`tiling.streamed_input`): the network reads windows of the buffer, and the result is encoded band by band
+        from the output the tiled path kept, the colour and strength steps applied per band (they are per pixel,
+        so the values are those of the whole-tensor steps)."""
+        with runtime.cancel_scope(cancel):
+            y = run_streamed(net, src, self.run_config(), progress, cancel, "stylize", pieces)
+        try:
+            h, w = image.height, image.width
+            out = new_buffer(h, w, alpha_of(image), image.format)
+            for r0 in range(0, h, BAND_ROWS):
+                if cancel is not None:
+                    cancel.check()
+                r1 = min(h, r0 + BAND_ROWS)
+                band = spill.read(y, r0, r1, 0, w).float().clamp(0, 255)
+                if preserve_colors or strength < 1.0:
+                    rgb = src.read(r0, r1, 0, w)
+                    if preserve_colors:
+                        band = luminance_transfer(band, rgb)
+                    if strength < 1.0:
+                        band = rgb + strength * (band - rgb)
+                put_rgb(out, r0, band)
+        finally:
+            if isinstance(y, spill.Spilled):
+                y.close()
+        progress("stylize", 1.0)
+        return out
 
     def _refine(self, info: ModelInfo, content: torch.Tensor, init: torch.Tensor, iterations: int,
                 progress: Progress, cancel: CancelToken | None) -> torch.Tensor:

@@ -151,49 +151,52 @@ def _rgb_index(order: str) -> list[int]:
 BAND_ROWS = 256
 
 
+def decode_rgb(pixels: np.ndarray, fmt: PixelFormat) -> np.ndarray:
+    """(rows, columns, 3) float32 sRGB 0-255 of part of a buffer's array in `fmt` (any rows and columns)."""
+    rgb = pixels[:, :, _rgb_index(fmt.order)]
+    if fmt.depth == "U8":
+        return rgb.astype(np.float32)
+    if fmt.depth == "U16":
+        return rgb.astype(np.float32) / np.float32(257.0)
+    f = rgb.astype(np.float32)
+    if fmt.linear:
+        f = _srgb_encode(f)
+    return np.clip(np.nan_to_num(f, nan=0.0), 0.0, 1.0).astype(np.float32) * np.float32(255.0)
+
+
+def encode_rgb(val: np.ndarray, fmt: PixelFormat) -> np.ndarray:
+    """(rows, columns, 3) sRGB 0-255 values in `fmt`'s dtype (clamped; integers rounded to nearest)."""
+    val = np.clip(val, 0.0, 255.0)
+    if fmt.depth == "U8":
+        return np.rint(val).astype(np.uint8)
+    if fmt.depth == "U16":
+        return np.rint(val * np.float32(257.0)).astype(np.uint16)
+    f = val / np.float32(255.0)
+    if fmt.linear:
+        f = _srgb_decode(f)
+    return f.astype(fmt.dtype)
+
+
 def to_network(buf: PixelBuffer) -> tuple[torch.Tensor, np.ndarray | None]:
     import torch
 
     """(1, 3, H, W) float32 sRGB 0-255, and the alpha plane (H, W) in the buffer's own dtype (or None)."""
-    fmt = buf.format
     h, w = buf.array.shape[:2]
     tensor = torch.empty((1, 3, h, w), dtype=torch.float32)
     dst = tensor[0].numpy()
     for r0 in range(0, h, BAND_ROWS):
-        rgb = buf.array[r0 : r0 + BAND_ROWS][:, :, _rgb_index(fmt.order)]
-        if fmt.depth == "U8":
-            val = rgb.astype(np.float32)
-        elif fmt.depth == "U16":
-            val = rgb.astype(np.float32) / np.float32(257.0)
-        else:
-            f = rgb.astype(np.float32)
-            if fmt.linear:
-                f = _srgb_encode(f)
-            val = np.clip(np.nan_to_num(f, nan=0.0), 0.0, 1.0).astype(np.float32) * np.float32(255.0)
-        dst[:, r0 : r0 + BAND_ROWS] = val.transpose(2, 0, 1)
-    alpha = buf.array[:, :, fmt.order.index("A")].copy() if fmt.has_alpha else None
-    return tensor, alpha
+        dst[:, r0 : r0 + BAND_ROWS] = decode_rgb(buf.array[r0 : r0 + BAND_ROWS], buf.format).transpose(2, 0, 1)
+    return tensor, alpha_of(buf)
 
 
-def from_network(rgb: torch.Tensor, alpha: np.ndarray | None, fmt: PixelFormat) -> PixelBuffer:
-    import torch
+def alpha_of(buf: PixelBuffer) -> np.ndarray | None:
+    """The alpha plane (H, W), copied, in the buffer's own dtype; None without one."""
+    return buf.array[:, :, buf.format.order.index("A")].copy() if buf.format.has_alpha else None
 
-    """Encode a (1, 3, H, W) sRGB 0-255 tensor (plus an alpha plane of the same size) in `fmt`."""
-    src = rgb.detach().to("cpu", torch.float32)[0]
-    h, w = src.shape[1:]
+
+def new_buffer(h: int, w: int, alpha: np.ndarray | None, fmt: PixelFormat) -> PixelBuffer:
+    """An (h, w) buffer in `fmt` with its alpha (opaque without one) in place, for `put_rgb` to fill."""
     result = np.empty((h, w, fmt.channels), dtype=fmt.dtype)
-    for r0 in range(0, h, BAND_ROWS):
-        val = np.clip(src[:, r0 : r0 + BAND_ROWS].permute(1, 2, 0).numpy(), 0.0, 255.0)  # (rows, W, 3)
-        if fmt.depth == "U8":
-            out = np.rint(val).astype(np.uint8)
-        elif fmt.depth == "U16":
-            out = np.rint(val * np.float32(257.0)).astype(np.uint16)
-        else:
-            f = val / np.float32(255.0)
-            if fmt.linear:
-                f = _srgb_decode(f)
-            out = f.astype(fmt.dtype)
-        result[r0 : r0 + BAND_ROWS, :, _rgb_index(fmt.order)] = out
     if fmt.has_alpha:
         if alpha is None:
             alpha = np.full((h, w), 1.0 if fmt.is_float else np.iinfo(fmt.dtype).max, dtype=fmt.dtype)
@@ -201,6 +204,23 @@ def from_network(rgb: torch.Tensor, alpha: np.ndarray | None, fmt: PixelFormat) 
             raise ValueError(f"alpha plane {alpha.shape} does not match the image {(h, w)}")
         result[:, :, fmt.order.index("A")] = alpha
     return PixelBuffer(result, fmt)
+
+
+def put_rgb(buf: PixelBuffer, r0: int, rgb: torch.Tensor) -> None:
+    """Write a (1, 3, rows, W) sRGB 0-255 tensor into `buf` from row r0, encoded in the buffer's format."""
+    import torch
+
+    val = rgb.detach().to("cpu", torch.float32)[0].permute(1, 2, 0).numpy()
+    buf.array[r0 : r0 + val.shape[0], :, _rgb_index(buf.format.order)] = encode_rgb(val, buf.format)
+
+
+def from_network(rgb: torch.Tensor, alpha: np.ndarray | None, fmt: PixelFormat) -> PixelBuffer:
+    """Encode a (1, 3, H, W) sRGB 0-255 tensor (plus an alpha plane of the same size) in `fmt`."""
+    h, w = rgb.shape[2:]
+    result = new_buffer(h, w, alpha, fmt)
+    for r0 in range(0, h, BAND_ROWS):
+        put_rgb(result, r0, rgb[:, :, r0 : r0 + BAND_ROWS])
+    return result
 
 
 def resize_alpha(alpha: np.ndarray, height: int, width: int) -> np.ndarray:

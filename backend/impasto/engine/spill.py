@@ -16,6 +16,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from impasto.engine.pixels import PixelBuffer, decode_rgb
+
 _MAX_IO = 1 << 30  # bytes per system call (Linux moves at most ~2 GiB per read/write)
 
 
@@ -70,14 +72,50 @@ class Spilled:
                 _pwrite(self._fd, arr[i].data.cast("B"), self._offset(r0 + i, c0))
 
 
-Stored = torch.Tensor | Spilled
+class Source:
+    """A network's input read straight from the editor's buffer: (1, 3, H + pad_h, W + pad_w) float32 sRGB 0-255,
+    each window decoded when it is read (`pixels.decode_rgb`, the values `to_network` gives), padded on the right
+    and bottom by reflection as the tiled path pads a tensor (`tiling._pad_to_multiple`). At 8192x8192 the
+    float32 tensor it stands for is 805 MB (issue 13: an 8192x8192 stylize within 3 GB). Read-only."""
+
+    def __init__(self, buf: PixelBuffer, pad_h: int, pad_w: int):
+        h, w = buf.height, buf.width
+        if pad_h >= h or pad_w >= w:
+            raise ValueError(f"a reflection pad of {pad_h}x{pad_w} needs a larger image than {w}x{h}")
+        self.buf = buf
+        self.shape = torch.Size((1, 3, h + pad_h, w + pad_w))
+
+    @staticmethod
+    def _index(i0: int, i1: int, n: int) -> tuple[int, int, np.ndarray | None]:
+        """The buffer's range holding [i0, i1) and, where the window reaches the pad, the reflected indices."""
+        if i1 <= n:
+            return i0, i1, None
+        idx = np.arange(i0, i1)
+        idx = np.where(idx >= n, 2 * (n - 1) - idx, idx)
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        return lo, hi, idx - lo
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
+        a0, a1, rows = self._index(r0, r1, self.buf.height)
+        b0, b1, cols = self._index(c0, c1, self.buf.width)
+        val = decode_rgb(self.buf.array[a0:a1, b0:b1], self.buf.format)
+        if rows is not None:
+            val = val[rows]
+        if cols is not None:
+            val = val[:, cols]
+        return torch.from_numpy(np.ascontiguousarray(val)).permute(2, 0, 1)[None]
+
+
+Stored = torch.Tensor | Spilled | Source
 
 
 def read(x: Stored, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
-    return x.read(r0, r1, c0, c1) if isinstance(x, Spilled) else x[..., r0:r1, c0:c1]
+    return x[..., r0:r1, c0:c1] if isinstance(x, torch.Tensor) else x.read(r0, r1, c0, c1)
 
 
 def write(x: Stored, r0: int, c0: int, t: torch.Tensor) -> None:
+    if isinstance(x, Source):
+        raise TypeError("a Source is read-only")
     if isinstance(x, Spilled):
         x.write(r0, c0, t)
     else:
@@ -90,6 +128,6 @@ def bands(x: Stored, rows: int) -> Iterator[tuple[int, int]]:
 
 
 def to_tensor(x: Stored) -> torch.Tensor:
-    if isinstance(x, Spilled):
-        return x.read(0, x.shape[2], 0, x.shape[3]).contiguous()
-    return x
+    if isinstance(x, torch.Tensor):
+        return x
+    return x.read(0, x.shape[2], 0, x.shape[3]).contiguous()

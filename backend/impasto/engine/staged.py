@@ -250,11 +250,12 @@ class _Ticker:
 
 
 def run_staged(
-    plan: Plan, x: torch.Tensor, cfg: RunConfig, tile: int, progress: Progress, cancel: CancelToken | None,
+    plan: Plan, x: Stored, cfg: RunConfig, tile: int, progress: Progress, cancel: CancelToken | None,
     stage: str = "stylize", pieces: LayerPieces | None = None,
-) -> torch.Tensor:
-    """Run a style net's plan tile by tile with whole-image instance-norm statistics. x: (1, 3, H, W).
-    `pieces` gives the layers' tiles on another runtime (engine/pieces.py); None: all on torch."""
+) -> Stored:
+    """Run a style net's plan tile by tile with whole-image instance-norm statistics. x: (1, 3, H, W), a tensor or
+    a `spill.Source` read window by window. `pieces` gives the layers' tiles on another runtime (engine/pieces.py);
+    None: all on torch. Returns the output as it is kept: a tensor, or a temporary file (`spill.to_tensor`)."""
     spatial = [step.op for step in plan if isinstance(step, Layer)]
     need = max(_tile_bytes(op, tile) for op in spatial)
     if need > cfg.budget:
@@ -266,7 +267,9 @@ def run_staged(
         side = _layer_tile(op, tile, pieces is not None)
         total += math.ceil(h / side) * math.ceil(w / side)
     tick = _Ticker(total, progress, stage)
-    cur: Stored = x.detach().float().cpu().contiguous()
+    if isinstance(x, torch.Tensor):
+        x = x.detach().float().cpu().contiguous()
+    cur: Stored = x
     steps: list[Pointwise] = []  # pointwise steps pending on `cur` (see above)
     stats: _Stats | None = None  # of `cur`, when it is a layer's output with nothing pending
     stack: list[Stored] = []
@@ -319,6 +322,6 @@ def run_staged(
                 if skip is not x and isinstance(skip, torch.Tensor) and shapes and skip.shape == shapes[0] \
                         and not spare:
                     spare.append(skip)
-    return spill.to_tensor(_materialise(cur, steps, stack))
+    return _materialise(cur, steps, stack)
 
 

@@ -21,6 +21,8 @@ from torch import nn
 
 from impasto.cancel import CancelToken, Progress, no_progress
 from impasto.engine import whole
+from impasto.engine.pixels import PixelBuffer
+from impasto.engine.spill import Source, Stored, to_tensor
 from impasto.engine.staged import LayerPieces, RunConfig, _autocast, _ratio, _spans, _Ticker, run_staged
 from impasto.errors import OutOfMemory, ResourceExhausted
 from impasto.nets.blocks import Layer, Plan, Push, UpsampleConvLayer
@@ -105,12 +107,17 @@ def run_windows(
 MIN_SIDE = 8
 
 
+def _pads(h: int, w: int, m: int, min_side: int = MIN_SIDE) -> tuple[int, int]:
+    """The rows and columns `_pad_to_multiple` adds to an (h, w) image."""
+    ph, pw = max((-h) % m, min_side - h), max((-w) % m, min_side - w)
+    return ph + (-(h + ph)) % m, pw + (-(w + pw)) % m
+
+
 def _pad_to_multiple(x: torch.Tensor, m: int, min_side: int = MIN_SIDE) -> torch.Tensor:
     """Pad right and bottom to at least `min_side` and a multiple of `m` (reflection where the image is wider
     than the pad, else replication); the caller crops the result back."""
     h, w = x.shape[-2:]
-    ph, pw = max((-h) % m, min_side - h), max((-w) % m, min_side - w)
-    ph, pw = ph + (-(h + ph)) % m, pw + (-(w + pw)) % m
+    ph, pw = _pads(h, w, m, min_side)
     if not (ph or pw):
         return x
     if ph >= h or pw >= w:  # reflection needs a wider image than the pad
@@ -175,17 +182,53 @@ def run_network(
     while True:
         try:
             if spec.plan is not None:
-                y = run_staged(spec.plan, xp, cfg, tile, progress, cancel, stage, pieces)
+                y = to_tensor(run_staged(spec.plan, xp, cfg, tile, progress, cancel, stage, pieces))
             else:
                 y = run_windows(net, spec, xp, cfg, tile, progress, cancel, stage)
             return y[..., : h * scale, : w * scale]
         except _OOM as exc:
-            if cfg.device.type == "cuda":
-                torch.cuda.empty_cache()
-            if tile // 2 < cfg.min_tile:
-                raise ResourceExhausted(
-                    f"the image does not fit in memory even with {tile}px tiles ({exc})",
-                    hint="raise the memory budget (--memory-budget) or process at a smaller --scale",
-                ) from None
-            tile //= 2
-            log.info("out of memory; retrying with %dpx tiles", tile)
+            tile = _smaller_tile(tile, cfg, exc)
+
+
+def _smaller_tile(tile: int, cfg: RunConfig, exc: BaseException) -> int:
+    """After an out-of-memory error at `tile`: half of it, or an error saying what to change."""
+    if cfg.device.type == "cuda":
+        torch.cuda.empty_cache()
+    if tile // 2 < cfg.min_tile:
+        raise ResourceExhausted(
+            f"the image does not fit in memory even with {tile}px tiles ({exc})",
+            hint="raise the memory budget (--memory-budget) or process at a smaller --scale",
+        ) from None
+    log.info("out of memory; retrying with %dpx tiles", tile // 2)
+    return tile // 2
+
+
+def streamed_input(net: nn.Module, image: PixelBuffer, cfg: RunConfig) -> Source | None:
+    """The network's input as a `Source` read from `image` window by window, where `run_network` would take the
+    tiled path of a style net with the input over the size kept in memory (the budget's quarter, as the tiled path
+    spills its layers): the whole-size float32 input and output then never exist in memory (issue 13: an
+    8192x8192 stylize within 3 GB). None: run_network on a tensor as usual."""
+    spec = spec_of(net)
+    h, w = image.height, image.width
+    ph, pw = _pads(h, w, spec.multiple)
+    spill_over = cfg.budget // 4 if cfg.spill_over is None else cfg.spill_over
+    if spec.plan is None or ph >= h or pw >= w or 3 * 4 * (h + ph) * (w + pw) <= spill_over:
+        return None
+    if not cfg.force_tiles and whole_bytes(spec, h + ph, w + pw) <= cfg.budget:
+        return None
+    return Source(image, ph, pw)
+
+
+def run_streamed(net: nn.Module, x: Source, cfg: RunConfig, progress: Progress = no_progress,
+                 cancel: CancelToken | None = None, stage: str = "run",
+                 pieces: LayerPieces | None = None) -> Stored:
+    """`run_network`'s tiled path of a style net on a `Source` (see `streamed_input`). Returns the output as the
+    tiled path keeps it (a tensor, or a temporary file), padded: the caller reads the rows and columns it needs."""
+    spec = spec_of(net)
+    assert spec.plan is not None
+    tile = cfg.tile
+    while True:
+        try:
+            return run_staged(spec.plan, x, cfg, tile, progress, cancel, stage, pieces)
+        except _OOM as exc:
+            tile = _smaller_tile(tile, cfg, exc)
