@@ -82,3 +82,22 @@ def test_cli_eval_style(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     text = capsys.readouterr().out
     assert "udnie: stylized (photo)" in text and text.count("\np ") == 1 and "\nmean " in text
     assert main(["eval", "style", str(tmp_path / "missing.png")]) == 1
+
+
+def test_the_engines_edge_margin_takes_the_bands_away() -> None:
+    """wave darkens the top 3 rows by ~50 levels when it sees the picture's own border (docs/quality.md); with the
+    engine's reflected margin the border it sees is outside the picture, and the bands stay near the photo's."""
+    from impasto.engine.engine import Engine, EngineConfig
+    from impasto.engine.pixels import PixelBuffer
+
+    with Image.open(SAMPLES / "chelsea.png") as im:  # at eval style's size, 512 on the long side
+        photo = np.asarray(im.convert("RGB").resize((512, 341), Image.Resampling.BICUBIC))
+    bands = {}
+    for margin in (0, 32):
+        engine = Engine(EngineConfig(device="cpu", runtime="torch", bf16=False, edge_margin=margin))
+        out = engine.stylize(PixelBuffer.from_array(photo), "wave").array
+        assert out.shape == photo.shape
+        bands[margin] = edge_bands(out)
+    own = edge_bands(photo)
+    added = {m: max(abs(b[e] - own[e]) for e in b) for m, b in bands.items()}
+    assert added[0] > 30 and added[32] < 15, added

@@ -27,19 +27,26 @@ def _image(h: int, w: int, fmt: str, seed: int = 3) -> PixelBuffer:
     return PixelBuffer(arr, f)
 
 
-@pytest.mark.parametrize("fmt", ["RGB_U8", "BGRA_U16", "RGBA_F32_LINEAR"])
-def test_source_windows_equal_the_padded_tensor(fmt: str) -> None:
+@pytest.mark.parametrize(("fmt", "margin"), [("RGB_U8", 0), ("BGRA_U16", 6), ("RGBA_F32_LINEAR", 9)])
+def test_source_windows_equal_the_padded_tensor(fmt: str, margin: int) -> None:
+    """The engine's edge margin on every side, then the tiler's pad to a multiple on the right and bottom."""
     buf = _image(23, 17, fmt)
-    src = Source(buf, 5, 7)
-    padded = F.pad(to_network(buf)[0], (0, 7, 0, 5), mode="reflect")
-    assert src.shape == padded.shape == (1, 3, 28, 24)
-    for r0, r1, c0, c1 in [(0, 28, 0, 24), (20, 28, 3, 24), (0, 9, 15, 24), (22, 27, 16, 19), (4, 11, 2, 9)]:
+    src = Source(buf, margin, 5, 7)
+    padded = F.pad(to_network(buf)[0], (margin,) * 4, mode="reflect") if margin else to_network(buf)[0]
+    padded = F.pad(padded, (0, 7, 0, 5), mode="reflect")
+    assert src.shape == padded.shape == (1, 3, 28 + 2 * margin, 24 + 2 * margin)
+    h, w = padded.shape[2:]
+    windows = [(0, h, 0, w), (h - 8, h, 3, w), (0, 9, w - 9, w), (h - 6, h - 1, w - 8, w - 5), (4, 11, 2, 9),
+               (0, 3, 0, 4), (margin, margin + 23, margin, margin + 17)]
+    for r0, r1, c0, c1 in windows:
         assert torch.equal(src.read(r0, r1, c0, c1), padded[..., r0:r1, c0:c1]), (r0, r1, c0, c1)
 
 
 def test_source_refuses_a_pad_wider_than_the_image() -> None:
     with pytest.raises(ValueError, match="larger image"):
-        Source(_image(4, 4, "RGB_U8"), 4, 0)
+        Source(_image(4, 4, "RGB_U8"), 0, 4, 0)
+    with pytest.raises(ValueError, match="larger image"):
+        Source(_image(4, 9, "RGB_U8"), 4, 0, 0)
 
 
 @pytest.fixture(scope="module")

@@ -69,6 +69,10 @@ class EngineConfig:
     model_cache: int = 4
     runtime: str = "auto"  # auto | openvino | torch (engine/runtime.py): auto is OpenVINO on the CPU
     force_tiles: bool = False  # tile at tile_size even when the whole image fits (a user checking seams)
+    # pixels of the image mirrored on every side before a style net runs, cut off after: the nets treat the
+    # border of what they see differently (dark or light bands of up to 50 levels along an edge), so the border
+    # they see is this far outside the picture (docs/quality.md, "Edge margin"). 0: the network's own edges.
+    edge_margin: int = 32
 
 
 def _clamp(y: torch.Tensor) -> torch.Tensor:
@@ -258,13 +262,17 @@ class Engine:
         self.check_size(pw, ph, "processing size")
         progress("loading", 0.0)
         net, compiled, pieces = self._network(info)
-        src = streamed_input(net, image, self.run_config()) if (ph, pw) == (h, w) and refine == 0 else None
+        m = min(self.config.edge_margin, ph - 1, pw - 1)  # reflection needs an image wider than the margin
+        src = streamed_input(net, image, self.run_config(), m) if (ph, pw) == (h, w) and refine == 0 else None
         if src is not None:
             return self._stylize_streamed(src, image, net, pieces, strength, preserve_colors, progress, cancel)
         rgb, alpha = to_network(image)
         x = resize(rgb, ph, pw)
         with runtime.cancel_scope(cancel):
-            y = _clamp(run_network(net, x, self.run_config(), progress, cancel, "stylize", compiled, pieces))
+            xm = F.pad(x, (m, m, m, m), mode="reflect") if m > 0 else x
+            y = run_network(net, xm, self.run_config(), progress, cancel, "stylize", compiled, pieces)
+            del xm
+            y = _clamp(y[..., m : m + ph, m : m + pw] if m > 0 else y)
         if refine > 0:
             y = self._refine(info, x, y, refine, progress, cancel)
         y = resize(y, h, w)
@@ -287,15 +295,15 @@ class Engine:
         with runtime.cancel_scope(cancel):
             y = run_streamed(net, src, self.run_config(), progress, cancel, "stylize", pieces)
         try:
-            h, w = image.height, image.width
+            h, w, m = image.height, image.width, src.margin
             out = new_buffer(h, w, alpha_of(image), image.format)
             for r0 in range(0, h, BAND_ROWS):
                 if cancel is not None:
                     cancel.check()
                 r1 = min(h, r0 + BAND_ROWS)
-                band = spill.read(y, r0, r1, 0, w).float().clamp(0, 255)
+                band = spill.read(y, r0 + m, r1 + m, m, m + w).float().clamp(0, 255)
                 if preserve_colors or strength < 1.0:
-                    rgb = src.read(r0, r1, 0, w)
+                    rgb = src.read(r0 + m, r1 + m, m, m + w)
                     if preserve_colors:
                         band = luminance_transfer(band, rgb)
                     if strength < 1.0:

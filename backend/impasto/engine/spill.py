@@ -73,24 +73,28 @@ class Spilled:
 
 
 class Source:
-    """A network's input read straight from the editor's buffer: (1, 3, H + pad_h, W + pad_w) float32 sRGB 0-255,
-    each window decoded when it is read (`pixels.decode_rgb`, the values `to_network` gives), padded on the right
-    and bottom by reflection as the tiled path pads a tensor (`tiling._pad_to_multiple`). At 8192x8192 the
+    """A network's input read straight from the editor's buffer, each window decoded when it is read
+    (`pixels.decode_rgb`, the values `to_network` gives): (1, 3, H + 2 margin + extra_h, W + 2 margin + extra_w)
+    float32 sRGB 0-255, padded as the engine pads a tensor: by reflection, first `margin` on every side (the
+    engine's edge margin), then `extra` on the right and bottom (`tiling._pad_to_multiple`). At 8192x8192 the
     float32 tensor it stands for is 805 MB (issue 13: an 8192x8192 stylize within 3 GB). Read-only."""
 
-    def __init__(self, buf: PixelBuffer, pad_h: int, pad_w: int):
+    def __init__(self, buf: PixelBuffer, margin: int, extra_h: int, extra_w: int):
         h, w = buf.height, buf.width
-        if pad_h >= h or pad_w >= w:
-            raise ValueError(f"a reflection pad of {pad_h}x{pad_w} needs a larger image than {w}x{h}")
-        self.buf = buf
-        self.shape = torch.Size((1, 3, h + pad_h, w + pad_w))
+        if margin >= min(h, w) or extra_h >= h + 2 * margin or extra_w >= w + 2 * margin:
+            raise ValueError(f"reflection pads of {margin} and {extra_h}x{extra_w} need a larger image than {w}x{h}")
+        self.buf, self.margin = buf, margin
+        self.shape = torch.Size((1, 3, h + 2 * margin + extra_h, w + 2 * margin + extra_w))
 
-    @staticmethod
-    def _index(i0: int, i1: int, n: int) -> tuple[int, int, np.ndarray | None]:
-        """The buffer's range holding [i0, i1) and, where the window reaches the pad, the reflected indices."""
-        if i1 <= n:
-            return i0, i1, None
+    def _index(self, i0: int, i1: int, n: int) -> tuple[int, int, np.ndarray | None]:
+        """The buffer's range holding [i0, i1) and, where the window reaches a pad, the reflected indices."""
+        m = self.margin
+        if i0 >= m and i1 <= n + m:
+            return i0 - m, i1 - m, None
         idx = np.arange(i0, i1)
+        padded = n + 2 * m
+        idx = np.where(idx >= padded, 2 * (padded - 1) - idx, idx) - m  # the outer pad, then the margin
+        idx = np.abs(idx)
         idx = np.where(idx >= n, 2 * (n - 1) - idx, idx)
         lo, hi = int(idx.min()), int(idx.max()) + 1
         return lo, hi, idx - lo

@@ -203,20 +203,21 @@ def _smaller_tile(tile: int, cfg: RunConfig, exc: BaseException) -> int:
     return tile // 2
 
 
-def streamed_input(net: nn.Module, image: PixelBuffer, cfg: RunConfig) -> Source | None:
-    """The network's input as a `Source` read from `image` window by window, where `run_network` would take the
-    tiled path of a style net with the input over the size kept in memory (the budget's quarter, as the tiled path
-    spills its layers): the whole-size float32 input and output then never exist in memory (issue 13: an
-    8192x8192 stylize within 3 GB). None: run_network on a tensor as usual."""
+def streamed_input(net: nn.Module, image: PixelBuffer, cfg: RunConfig, margin: int = 0) -> Source | None:
+    """The network's input as a `Source` read from `image` window by window (with `margin` pixels of reflection
+    on every side), where `run_network` would take the tiled path of a style net with the input over the size kept
+    in memory (the budget's quarter, as the tiled path spills its layers): the whole-size float32 input and output
+    then never exist in memory (issue 13: an 8192x8192 stylize within 3 GB). None: run_network on a tensor."""
     spec = spec_of(net)
-    h, w = image.height, image.width
+    h, w = image.height + 2 * margin, image.width + 2 * margin
     ph, pw = _pads(h, w, spec.multiple)
     spill_over = cfg.budget // 4 if cfg.spill_over is None else cfg.spill_over
-    if spec.plan is None or ph >= h or pw >= w or 3 * 4 * (h + ph) * (w + pw) <= spill_over:
+    if spec.plan is None or margin >= min(image.height, image.width) or ph >= h or pw >= w \
+            or 3 * 4 * (h + ph) * (w + pw) <= spill_over:
         return None
     if not cfg.force_tiles and whole_bytes(spec, h + ph, w + pw) <= cfg.budget:
         return None
-    return Source(image, ph, pw)
+    return Source(image, margin, ph, pw)
 
 
 def run_streamed(net: nn.Module, x: Source, cfg: RunConfig, progress: Progress = no_progress,
