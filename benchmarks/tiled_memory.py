@@ -5,8 +5,10 @@
 Each child builds an Engine (device cpu, force_tiles, the engine's default precision) and stylizes one size x size
 RGB8 image, as `impasto stylize --force-tiles` would; the parent reads that child's peak resident set size
 (ru_maxrss of its rusage, from os.wait4) and its wall time. The peak includes the interpreter, torch, OpenVINO
-and the model (about 0.6 GB here) and the engine's own full-size copies of the image (input, network tensor,
-output). Issue 13's goal: an 8192x8192 stylize within 3 GB.
+and the model (about 0.6 GB here), the child's own test image and the result buffer. Where the tiled path
+spills its layers, the engine also streams the network's input from the buffer and encodes the result band by
+band (tiling.streamed_input), so no whole-size float32 copy of the image exists. Issue 13's goal: an 8192x8192
+stylize within 3 GB.
 `--backend DIR` runs another checkout's backend (e.g. the main branch, for a before/after figure)."""
 
 from __future__ import annotations
