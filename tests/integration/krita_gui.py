@@ -57,8 +57,10 @@ def later(ms, fn):
     QTimer.singleShot(ms, fn)
 
 
-def wait_for(cond, then, timeout, label):
-    end = time.monotonic() + timeout
+def wait_for(cond, then, timeout, label, state=None):
+    """Poll `cond` every 200 ms on Krita's event loop, then `then()`; on a timeout, note what `state()` says."""
+    start = time.monotonic()
+    end = start + timeout
 
     def tick():
         try:
@@ -71,7 +73,12 @@ def wait_for(cond, then, timeout, label):
             save()
             then()
         elif time.monotonic() > end:
-            R.setdefault("errors", []).append(f"timeout: {label}")
+            R.setdefault("errors", []).append(f"timeout: {label} after {time.monotonic() - start:.1f} s")
+            if state is not None:
+                try:
+                    R[f"state at timeout: {label}"] = state()
+                except Exception as exc:  # noqa: BLE001 - a diagnosis must not hide the timeout
+                    R[f"state at timeout: {label}"] = repr(exc)
             finish()
         else:
             later(200, tick)
@@ -134,7 +141,16 @@ class Checker(Extension):
         picker.gallery.setCurrentRow(names.index(SPEC["style"]) if SPEC["style"] in names else 0)
         self.preview_started = time.monotonic()
         wait_for(lambda: self.panel.preview.image is not None and "Udnie" in self.panel.preview.toolTip(),
-                 self.previewed, 60, "preview")
+                 self.previewed, 60, "preview", self.preview_state)
+
+    def preview_state(self):
+        p, picker = self.ctrl.preview, self.panel.picker
+        return {"image": self.panel.preview.image is not None, "tooltip": self.panel.preview.toolTip(),
+                "text": self.panel.preview.text(), "current_row": picker.gallery.currentRow(),
+                "options": repr(picker.options()), "live": self.ctrl.settings.live_preview,
+                "wanted": repr(p.wanted), "running": repr(p.running), "job": p.job is not None,
+                "busy": self.ctrl.busy, "connected": self.ctrl.connected,
+                "message": self.panel.message_label.full_text}
 
     def previewed(self):
         R["preview_seconds"] = round(time.monotonic() - self.preview_started, 2)
@@ -166,8 +182,18 @@ class Checker(Extension):
         R["after_cancel"] = {"names": top_names(self.doc), "message": self.panel.message_label.full_text}
         self.panel.picker.refine.setValue(0)
         self.panel.apply_button.click()
-        wait_for(lambda: not self.ctrl.busy and len(top_names(self.doc)) > len(self.names), self.undo, 120,
-                 "applied")
+        clicked, timeline = time.monotonic(), R.setdefault("apply_timeline", [])
+
+        def applied():  # what the docker said while the layer came: [s since Apply, busy, layers, message]
+            seen = [round(time.monotonic() - clicked, 2), self.ctrl.busy, len(top_names(self.doc)),
+                    self.panel.message_label.full_text]
+            if not timeline or timeline[-1][1:] != seen[1:]:
+                timeline.append(seen)
+            # the message too: Krita can run this timer inside the plugin's own adding of the layer (the layer
+            # is in the tree, the job is over, and the line below it is not written yet)
+            return not self.ctrl.busy and len(top_names(self.doc)) > len(self.names) \
+                and self.panel.message_label.full_text != ""
+        wait_for(applied, self.undo, 120, "applied")
 
     def undo(self):
         R["after_apply"] = top_names(self.doc)

@@ -321,7 +321,8 @@ def test_gui_the_docker_in_real_krita(tmp_path: Path) -> None:
         sys.path.remove(str(HERE))
     wheels = os.environ.get("IMPASTO_WHEELS")
     r = krita_gui.run(tmp_path, Path(wheels) if wheels else None, timeout=300)
-    assert r.get("done") and not r.get("errors") and not r.get("fatal") and not r.get("timed_out"), r
+    assert r.get("done") and not r.get("errors") and not r.get("fatal") and not r.get("timed_out"), \
+        json.dumps(r, indent=1, default=str)  # all of it: pytest would cut a dict short
     assert "quit_blocked_by" not in r, r["quit_blocked_by"]
     assert r["actions"] == {"impasto_apply_style": True, "impasto_apply_last": True}
     # Default shortcuts come from impasto.action, so Krita's shortcut settings can change them.
@@ -338,7 +339,8 @@ def test_gui_the_docker_in_real_krita(tmp_path: Path) -> None:
     # A long job: the bar moves and says how long is left; Cancel leaves the document as it was.
     assert "left" in r["progress_label"] and len(r["progress_values"]) >= 3, r["progress_values"]
     assert r["after_cancel"] == {"names": ["Background"], "message": "Cancelled; the document was not changed."}
-    assert r["after_apply"] == ["Background", "Udnie"] and r["message_after_apply"] == "Added layer “Udnie”."
+    assert r["after_apply"] == ["Background", "Udnie"] and r["message_after_apply"] == "Added layer “Udnie”.", \
+        r["apply_timeline"]
     assert r["after_undo"] == ["Background"] and r["message_after_undo"] == ""  # one Undo, message gone
     assert r["after_redo"] == ["Background", "Udnie"]
     # The dialog on the result "Udnie" stylized "Background" again: the same pixels, not a second coat.
