@@ -141,7 +141,7 @@ class Checker(Extension):
         picker.gallery.setCurrentRow(names.index(SPEC["style"]) if SPEC["style"] in names else 0)
         self.preview_started = time.monotonic()
         wait_for(lambda: self.panel.preview.image is not None and "Udnie" in self.panel.preview.toolTip(),
-                 self.previewed, 60, "preview", self.preview_state)
+                 self.previewed, 120, "preview", self.preview_state)
 
     def preview_state(self):
         p, picker = self.ctrl.preview, self.panel.picker
