@@ -27,7 +27,6 @@ from reference import reference_gatys, reference_vgg
 CONTENT, STYLE = "content_images/chicago.jpg", "style_images/public_domain/starry_night.jpg"
 
 
-
 class _Stamps:
     """Wall and process-CPU timestamps taken between iterations; per-iteration times are their differences.
     CPU time is kept because on a shared machine wall time is mostly the wait for a core."""

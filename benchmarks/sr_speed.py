@@ -25,7 +25,6 @@ CONTENT = "content_images/chicago.jpg"
 GOAL_SPEEDUP = 5.0  # issue 13: SRGAN x4 from 512x512, OpenVINO against its eager fp32 run
 
 
-
 def main(argv: list[str] | None = None) -> int:
     p = common.parser(__doc__)
     p.add_argument("--size", type=int, default=None, help="input side (default 512; --quick: 48)")

@@ -77,7 +77,6 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(","))
 
 
-
 def random_state(seed: int = 0) -> dict[str, torch.Tensor]:
     """A full-width state dict with fixed random weights: PyTorch's default initialisation, plus a random
     instance-norm affine so the norms are not the identity map a fresh layer would be."""

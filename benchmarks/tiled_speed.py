@@ -30,7 +30,6 @@ import torch
 CONTENT = "content_images/chicago.jpg"
 
 
-
 def main(argv: list[str] | None = None) -> int:
     p = common.parser(__doc__)
     p.add_argument("--size", type=int, default=None, help="image side (default 2048; --quick: 96)")

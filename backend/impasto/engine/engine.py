@@ -101,6 +101,16 @@ def luminance_transfer(stylized: torch.Tensor, original: torch.Tensor) -> torch.
     return _rgb(torch.cat([s[:, :1], o[:, 1:]], 1)).clamp(0, 255)
 
 
+def _colour_and_strength(y: torch.Tensor, rgb: torch.Tensor, strength: float, preserve_colors: bool) -> torch.Tensor:
+    """The stylized `y` with the original's colours (preserve_colors) and blended with it by `strength`: per pixel,
+    so whole images and bands of rows get the same values."""
+    if preserve_colors:
+        y = luminance_transfer(y, rgb)
+    if strength < 1.0:
+        y = rgb + strength * (y - rgb)
+    return y
+
+
 def resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     if x.shape[-2:] == (h, w):
         return x
@@ -272,14 +282,10 @@ class Engine:
             xm = F.pad(x, (m, m, m, m), mode="reflect") if m > 0 else x
             y = run_network(net, xm, self.run_config(), progress, cancel, "stylize", compiled, pieces)
             del xm
-            y = _clamp(y[..., m : m + ph, m : m + pw] if m > 0 else y)
+            y = _clamp(y[..., m : m + ph, m : m + pw])
         if refine > 0:
             y = self._refine(info, x, y, refine, progress, cancel)
-        y = resize(y, h, w)
-        if preserve_colors:
-            y = luminance_transfer(y, rgb)
-        if strength < 1.0:
-            y = rgb + strength * (y - rgb)
+        y = _colour_and_strength(resize(y, h, w), rgb, strength, preserve_colors)
         if cancel is not None:
             cancel.check()
         progress("stylize", 1.0)
@@ -303,11 +309,8 @@ class Engine:
                 r1 = min(h, r0 + BAND_ROWS)
                 band = spill.read(y, r0 + m, r1 + m, m, m + w).float().clamp(0, 255)
                 if preserve_colors or strength < 1.0:
-                    rgb = src.read(r0 + m, r1 + m, m, m + w)
-                    if preserve_colors:
-                        band = luminance_transfer(band, rgb)
-                    if strength < 1.0:
-                        band = rgb + strength * (band - rgb)
+                    band = _colour_and_strength(band, src.read(r0 + m, r1 + m, m, m + w), strength,
+                                                preserve_colors)
                 put_rgb(out, r0, band)
         finally:
             if isinstance(y, spill.Spilled):

@@ -68,6 +68,11 @@ class RunConfig:
     # quarter of the budget (engine/spill.py)
     spill_over: int | None = None
 
+    @property
+    def spill_bytes(self) -> int:
+        """A stored layer bigger than this many bytes is kept in a temporary file (see `spill_over`)."""
+        return self.budget // 4 if self.spill_over is None else self.spill_over
+
 
 def _autocast(cfg: RunConfig) -> AbstractContextManager:
     if cfg.autocast is None:
@@ -273,7 +278,7 @@ def run_staged(
     steps: list[Pointwise] = []  # pointwise steps pending on `cur` (see above)
     stats: _Stats | None = None  # of `cur`, when it is a layer's output with nothing pending
     stack: list[Stored] = []
-    spill_over = cfg.budget // 4 if cfg.spill_over is None else cfg.spill_over
+    spill_over = cfg.spill_bytes
     # Stored tensors no longer needed, kept for the next layer whose output has their shape (the residual blocks':
     # all alike): a new full-size tensor costs a page fault per 4 KiB on its first write, measured at ~0.3 s of
     # system time per residual layer at 2048x2048 on the development machine. Only a tensor the next layer can

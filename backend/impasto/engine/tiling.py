@@ -13,7 +13,8 @@ Which scheme, the padding, the scale and the halo all come from the network's `N
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,7 @@ from impasto.nets.spec import NetSpec, spec_of
 log = logging.getLogger(__name__)
 
 _OOM = (OutOfMemory, torch.OutOfMemoryError, MemoryError)
+T = TypeVar("T")
 
 
 # ---- memory estimates (bytes, float32, x2 for padded copies and the output) ----
@@ -166,7 +168,7 @@ def run_network(
     spec = spec_of(net)
     xp = _pad_to_multiple(x, spec.multiple)
     scale = spec.scale
-    if not cfg.force_tiles and whole_bytes(spec, *xp.shape[-2:]) <= cfg.budget:
+    if _runs_whole(spec, xp.shape[-2], xp.shape[-1], cfg):
         try:
             if cancel is not None:
                 cancel.check()
@@ -178,29 +180,36 @@ def run_network(
             log.warning("whole-image run ran out of memory (%s); tiling instead", exc)
             if cfg.device.type == "cuda":
                 torch.cuda.empty_cache()
+    plan = spec.plan
+    if plan is not None:
+        y = _in_tiles(cfg, lambda tile: to_tensor(run_staged(plan, xp, cfg, tile, progress, cancel, stage, pieces)))
+    else:
+        y = _in_tiles(cfg, lambda tile: run_windows(net, spec, xp, cfg, tile, progress, cancel, stage))
+    return y[..., : h * scale, : w * scale]
+
+
+def _runs_whole(spec: NetSpec, h: int, w: int, cfg: RunConfig) -> bool:
+    """Whether `run_network` runs an (h, w) input (padded) whole rather than in tiles."""
+    return not cfg.force_tiles and whole_bytes(spec, h, w) <= cfg.budget
+
+
+def _in_tiles(cfg: RunConfig, run: Callable[[int], T]) -> T:
+    """`run(tile)` from `cfg.tile`, again with half the tile after each out-of-memory error, until the tile
+    would be under `cfg.min_tile`: then an error saying what to change."""
     tile = cfg.tile
     while True:
         try:
-            if spec.plan is not None:
-                y = to_tensor(run_staged(spec.plan, xp, cfg, tile, progress, cancel, stage, pieces))
-            else:
-                y = run_windows(net, spec, xp, cfg, tile, progress, cancel, stage)
-            return y[..., : h * scale, : w * scale]
+            return run(tile)
         except _OOM as exc:
-            tile = _smaller_tile(tile, cfg, exc)
-
-
-def _smaller_tile(tile: int, cfg: RunConfig, exc: BaseException) -> int:
-    """After an out-of-memory error at `tile`: half of it, or an error saying what to change."""
-    if cfg.device.type == "cuda":
-        torch.cuda.empty_cache()
-    if tile // 2 < cfg.min_tile:
-        raise ResourceExhausted(
-            f"the image does not fit in memory even with {tile}px tiles ({exc})",
-            hint="raise the memory budget (--memory-budget) or process at a smaller --scale",
-        ) from None
-    log.info("out of memory; retrying with %dpx tiles", tile // 2)
-    return tile // 2
+            if cfg.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if tile // 2 < cfg.min_tile:
+                raise ResourceExhausted(
+                    f"the image does not fit in memory even with {tile}px tiles ({exc})",
+                    hint="raise the memory budget (--memory-budget) or process at a smaller --scale",
+                ) from None
+            tile //= 2
+            log.info("out of memory; retrying with %dpx tiles", tile)
 
 
 def streamed_input(net: nn.Module, image: PixelBuffer, cfg: RunConfig, margin: int = 0) -> Source | None:
@@ -211,11 +220,8 @@ def streamed_input(net: nn.Module, image: PixelBuffer, cfg: RunConfig, margin: i
     spec = spec_of(net)
     h, w = image.height + 2 * margin, image.width + 2 * margin
     ph, pw = _pads(h, w, spec.multiple)
-    spill_over = cfg.budget // 4 if cfg.spill_over is None else cfg.spill_over
     if spec.plan is None or margin >= min(image.height, image.width) or ph >= h or pw >= w \
-            or 3 * 4 * (h + ph) * (w + pw) <= spill_over:
-        return None
-    if not cfg.force_tiles and whole_bytes(spec, h + ph, w + pw) <= cfg.budget:
+            or 3 * 4 * (h + ph) * (w + pw) <= cfg.spill_bytes or _runs_whole(spec, h + ph, w + pw, cfg):
         return None
     return Source(image, margin, ph, pw)
 
@@ -225,11 +231,6 @@ def run_streamed(net: nn.Module, x: Source, cfg: RunConfig, progress: Progress =
                  pieces: LayerPieces | None = None) -> Stored:
     """`run_network`'s tiled path of a style net on a `Source` (see `streamed_input`). Returns the output as the
     tiled path keeps it (a tensor, or a temporary file), padded: the caller reads the rows and columns it needs."""
-    spec = spec_of(net)
-    assert spec.plan is not None
-    tile = cfg.tile
-    while True:
-        try:
-            return run_staged(spec.plan, x, cfg, tile, progress, cancel, stage, pieces)
-        except _OOM as exc:
-            tile = _smaller_tile(tile, cfg, exc)
+    plan = spec_of(net).plan
+    assert plan is not None
+    return _in_tiles(cfg, lambda tile: run_staged(plan, x, cfg, tile, progress, cancel, stage, pieces))
