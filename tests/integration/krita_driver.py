@@ -38,6 +38,36 @@ def mark(step):
         MARK["save"](step)
 
 
+OPEN = []  # documents kept open to the end of the run
+
+
+def close_open():
+    """Closed before the run returns: a wrapper Python still holds at Krita's exit crashes it."""
+    while OPEN:
+        OPEN.pop().close()
+    gc.collect()
+
+
+def real_sized_document(app):
+    """An open 1024x768 painted document, kept for the whole run, as a user has one.
+
+    When fewer than 100 tiles are in memory, Krita 5.1/5.2 purge their tile memory pools
+    (KisTileData::releaseInternalPools, from a freed paint device's deferred event) and can do so while
+    saveAs or openDocument, which handle events as they wait, have a worker thread copying tiles: the
+    copy reads freed memory (seen in gdb: SIGSEGV in duplicateTileData under saveAs on 5.1.5, about 1
+    run in 10; a glibc heap abort in openDocument on 5.2.9). Only tiny images get there (a tile is
+    64x64). With this image open Krita never takes that path, and the driver's 24x16 documents save
+    as a user's would."""
+    w, h = 1024, 768
+    doc = app.createDocument(w, h, "ballast", "RGBA", "U8", "", 72.0)
+    layer = doc.createNode("Paint", "paintlayer")
+    doc.rootNode().addChildNode(layer, None)
+    layer.setPixelData(bytes(range(256)) * (w * h * 4 // 256), 0, 0, w, h)
+    doc.refreshProjection()
+    doc.waitForDone()
+    return doc
+
+
 def write(out, name, data):
     with open(os.path.join(out, name), "wb") as f:
         f.write(bytes(data))
@@ -305,6 +335,7 @@ def reopen(args=None):
 
         app = Krita.instance()
         app.setBatchmode(True)  # a script: no dialogs while the file loads
+        OPEN.append(real_sized_document(app))
         for path, name in spec["reopen"]:
             doc = app.openDocument(path)
             node = [n for n in doc.rootNode().childNodes() if n.name() == name][0]
@@ -313,6 +344,7 @@ def reopen(args=None):
             doc.close()
     except Exception:  # noqa: BLE001
         found["fatal"] = traceback.format_exc()
+    close_open()
     with open(os.path.join(spec["out"], "reopen.json"), "w") as f:
         json.dump(found, f)
 
@@ -338,6 +370,7 @@ def main(args=None):
         from krita import Krita
 
         app = Krita.instance()
+        OPEN.append(real_sized_document(app))
         results["imports"] = imports(spec)
         for case in spec["cases"]:
             results["running"] = case["name"]
@@ -350,4 +383,5 @@ def main(args=None):
         del results["running"]
     except Exception:  # noqa: BLE001
         results["fatal"] = traceback.format_exc()
+    close_open()
     save()
