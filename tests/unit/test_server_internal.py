@@ -88,9 +88,11 @@ def test_client_cancel_mid_upload_is_no_error(server: ImpastoServer, caplog: pyt
         call.cancel()
         wait_until(lambda: server.gate.streams == 0)
         release.set()
+        # The slot goes back from gRPC's cancel callback; the handler's thread logs the cancel just after
+        # (seen once in CI: the log still empty when the slot was back).
+        wait_until(lambda: "client cancelled or went away" in caplog.text)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     assert not [r for r in caplog.records if r.exc_info], caplog.text  # no traceback for an ordinary cancel
-    assert "client cancelled or went away" in caplog.text
     with Client(server.address) as client:
         assert client.info().device == "cpu (test)"
 
