@@ -88,9 +88,12 @@ def test_client_cancel_mid_upload_is_no_error(server: ImpastoServer, caplog: pyt
         call.cancel()
         wait_until(lambda: server.gate.streams == 0)
         release.set()
-        # The slot goes back from gRPC's cancel callback; the handler's thread logs the cancel just after
-        # (seen once in CI: the log still empty when the slot was back).
-        wait_until(lambda: "client cancelled or went away" in caplog.text)
+        # The slot goes back from gRPC's cancel callback; the handler's thread ends just after, one of two ways:
+        # the request stream raises (logged as a cancel), or it just ends (1 run in 30 here idle, up to 1 in 3
+        # with both cores busy) and the short upload is refused like any incomplete image, to a client that is
+        # gone. Neither is a warning.
+        wait_until(lambda: "the client cancelled or went away" in caplog.text
+                   or "Echo refused (INVALID_ARGUMENT): pixel buffer has " in caplog.text)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     assert not [r for r in caplog.records if r.exc_info], caplog.text  # no traceback for an ordinary cancel
     with Client(server.address) as client:

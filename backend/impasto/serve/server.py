@@ -78,6 +78,7 @@ def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> No
     """The one place where errors become gRPC statuses."""
     if isinstance(exc, ImpastoError):
         code, message = grpc.StatusCode[exc.code], f"{exc.message}; {exc.hint}" if exc.hint else exc.message
+        log.info("%s refused (%s): %s", method, exc.code, shorten(message))
     elif isinstance(exc, grpc.RpcError) or not context.is_active():
         # The request stream raises a bare RpcError when the client cancels, disconnects or runs out of time
         # (or the idle watch closed the call): an ordinary end of a call, not a bug.
