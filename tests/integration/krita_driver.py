@@ -48,7 +48,7 @@ def close_open():
     gc.collect()
 
 
-def real_sized_document(app):
+def real_sized_document(app, out):
     """An open 1024x768 painted document, kept for the whole run, as a user has one.
 
     When fewer than 100 tiles are in memory, Krita 5.1/5.2 purge their tile memory pools
@@ -56,15 +56,9 @@ def real_sized_document(app):
     saveAs or openDocument, which handle events as they wait, have a worker thread copying tiles: the
     copy reads freed memory (seen in gdb: SIGSEGV in duplicateTileData under saveAs on 5.1.5, about 1
     run in 10; a glibc heap abort in openDocument on 5.2.9). Only tiny images get there (a tile is
-    64x64). With this image open Krita never takes that path, and the driver's 24x16 documents save
-    as a user's would."""
-    w, h = 1024, 768
-    doc = app.createDocument(w, h, "ballast", "RGBA", "U8", "", 72.0)
-    layer = doc.createNode("Paint", "paintlayer")
-    doc.rootNode().addChildNode(layer, None)
-    layer.setPixelData(bytes(range(256)) * (w * h * 4 // 256), 0, 0, w, h)
-    doc.refreshProjection()
-    doc.waitForDone()
+    64x64). With this image open (192 tiles in its layer alone) Krita never takes that path, and the
+    driver's 24x16 documents save as a user's would."""
+    doc, _ = new_document(app, {"name": "ballast", "depth": "U8", "size": [1024, 768]}, out)
     return doc
 
 
@@ -335,7 +329,7 @@ def reopen(args=None):
 
         app = Krita.instance()
         app.setBatchmode(True)  # a script: no dialogs while the file loads
-        OPEN.append(real_sized_document(app))
+        OPEN.append(real_sized_document(app, spec["out"]))
         for path, name in spec["reopen"]:
             doc = app.openDocument(path)
             node = [n for n in doc.rootNode().childNodes() if n.name() == name][0]
@@ -370,7 +364,7 @@ def main(args=None):
         from krita import Krita
 
         app = Krita.instance()
-        OPEN.append(real_sized_document(app))
+        OPEN.append(real_sized_document(app, out))
         results["imports"] = imports(spec)
         for case in spec["cases"]:
             results["running"] = case["name"]
