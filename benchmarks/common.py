@@ -171,8 +171,11 @@ class PeakMemory:
             self.peak = max(self.peak, _rss_bytes() - self._base)
 
 
-def measure(fn: Callable[[], Any], device: str, runs: int, warmup: int = 1) -> dict[str, Any]:
+def measure(fn: Callable[[], Any], device: str, runs: int, warmup: int = 1,
+            max_s: float | None = None) -> dict[str, Any]:
     """Median wall time of `runs` calls after `warmup` untimed ones, and the peak memory of the timed calls.
+    With `max_s`, no further timed call starts once the timed calls so far took that long (at least one runs):
+    the slow rows of a slow machine get fewer runs, and each row's count is reported beside its median.
     Returns {"median_s", "all_s", "cpu_s", "peak_mib", "result"} (the last call's return value). cpu_s is the
     median process CPU time (all threads) per call: on an oversubscribed machine wall time is partly the wait
     for a core and this is not (though OpenMP threads spinning at a barrier do count)."""
@@ -184,6 +187,8 @@ def measure(fn: Callable[[], Any], device: str, runs: int, warmup: int = 1) -> d
     cpu: list[float] = []
     peak = 0
     for _ in range(runs):
+        if times and max_s is not None and sum(times) >= max_s:
+            break
         result = None  # drop the previous output so it does not count towards this call's peak
         with PeakMemory(device) as mem:
             start, cpu_start = time.perf_counter(), time.process_time()

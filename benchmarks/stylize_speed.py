@@ -13,13 +13,14 @@ For each image size it times, in one process on one input photo:
                    the engine picks (bf16 where the CPU has it and the network measured close enough to fp32,
                    else f32); one converted network with dynamic shapes serves every size
   openvino f32     the same in f32 (up to the fp32 size limit)
-  ... 1st call     the first OpenVINO call at a size never seen (GOAL_SIZE + 16), then its steady median: the
-                   cost of a new size (issue 13: at most about 1 s more)
+  ... 1st call     the first OpenVINO call at a size never seen (the largest size + 16), then its steady
+                   median: the cost of a new size (issue 13: at most about 1 s more)
 At the tiled size (4096 by default) ours runs in 512 px tiles with whole-image instance-norm statistics.
 On a CPU without native bf16 (no AVX512-BF16/AMX) the torch bf16 rows are left out: emulated bf16 is tens of
 times slower than fp32 there (20 s against 0.4 s at 256x256 on an AVX2-only EPYC), and the engine runs fp32
 on such a CPU; the tiled and compiled rows run in fp32 instead, and OpenVINO runs f32.
-Each row gives the median latency, the peak memory above the starting level, the speed-up over the reference
+Each row gives the median latency (of up to N runs: at the defaults a row stops adding runs once they took
+20 s, --max-seconds), the peak memory above the starting level, the speed-up over the reference
 and the largest and 99.9th-percentile absolute output difference as % of the reference output's range.
 
 Weights: by default a full-width network (widths 32/64/128, 5 residual blocks, as in the paper) with fixed
@@ -60,17 +61,19 @@ class Plan:
     reference_tiled: bool  # also run the reference at the tiled size (slow and memory-hungry)
     tiled_configs: tuple[str, ...]  # which of ours run at the tiled size ("fp32", "bf16")
     fp32_up_to: int  # ours in fp32 only up to this size (the row that shows the plan code costs nothing)
+    max_s: float | None  # no further timed run of a row once its timed runs took this long (None: all runs)
 
 
-# On the 2-core CPU one 4096 run takes about a minute (the reference ~60 s and ~11 GB): the tiled path is warmed
+# On a 2-core CPU one 4096 run takes one to two minutes (the reference ~60 s and ~11 GB): the tiled path is warmed
 # up on a small image with the same tile size (same kernels, so the one-time costs are paid there) and timed
-# twice, the reference skips 4096 (--reference-tiled adds it) and ours runs fp32 only up to 1024. That keeps all
-# four scripts inside 10 minutes at their defaults.
+# once, the reference skips 4096 (--reference-tiled adds it) and ours runs on torch in fp32 only up to 1024 when
+# a faster path of ours runs beside it. A row stops adding timed runs once they took 20 s (a 2048 reference on
+# a CPU without bf16 takes ~28 s a run): the large sizes then get one or two runs, the count beside each median.
 DEFAULT = Plan(sizes=(256, 512, 1024, 2048), tiled=4096, tile=512, compile_sizes=(GOAL_SIZE,),
-               runs={256: 7, 512: 5, 1024: 5, 2048: 3, 4096: 2}, reference_tiled=False, tiled_configs=("bf16",),
-               fp32_up_to=1024)
+               runs={256: 7, 512: 5, 1024: 5, 2048: 3, 4096: 1}, reference_tiled=False, tiled_configs=("bf16",),
+               fp32_up_to=1024, max_s=20.0)
 QUICK = Plan(sizes=(32, 64), tiled=96, tile=48, compile_sizes=(), runs={32: 1, 64: 1, 96: 1},
-             reference_tiled=True, tiled_configs=("fp32", "bf16"), fp32_up_to=96)
+             reference_tiled=True, tiled_configs=("fp32", "bf16"), fp32_up_to=96, max_s=None)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -114,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="bf16 differences on trained weights: the reduced candy and mosaic nets and the four bundled "
                    "nets (full, default), candy only (--quick's default), or none")
     p.add_argument("--compile-at", type=_ints, help="sizes to also run compiled (default 1024; 0: none)")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="no further timed run of a row once its runs took this long (default 20; 0: every run; "
+                   "--runs alone runs every run)")
     args = p.parse_args(argv)
     with common.quick_threads(args.quick, args.threads):
         return _run(args)
@@ -136,6 +142,8 @@ def _run(args: Any) -> int:
         plan = dataclasses.replace(plan, tiled_configs=args.tiled_configs)
     if args.compile_at:
         plan = dataclasses.replace(plan, compile_sizes=tuple(s for s in args.compile_at if s))
+    if args.max_seconds is not None or args.runs:
+        plan = dataclasses.replace(plan, max_s=args.max_seconds or None)
     dev = args.device
     device = torch.device(dev)
     load_before = common.load_average()
@@ -193,12 +201,12 @@ def _run(args: Any) -> int:
         x = common.square(CONTENT, size)
         ref = None
         if not tiled or plan.reference_tiled:
-            ref = common.measure(lambda x=x: run_ref(x), dev, runs)
+            ref = common.measure(lambda x=x: run_ref(x), dev, runs, max_s=plan.max_s)
             record(size, "reference", False, ref, ref)
         for name, cfg in configs.items():
             if tiled and name.replace("fp16", "bf16") not in plan.tiled_configs:  # fp16: CUDA without bf16
                 continue
-            if not tiled and name == "fp32" and size > plan.fp32_up_to and native_half:
+            if not tiled and name == "fp32" and size > plan.fp32_up_to and (native_half or ov_nets):
                 continue
             if name == half_name and not native_half:
                 continue
@@ -208,18 +216,21 @@ def _run(args: Any) -> int:
                 run_network(ours, common.square(CONTENT, 2 * plan.tile), cfg)
                 common.sync(dev)
                 warmup = 0
-            m = common.measure(lambda x=x, cfg=cfg: run_network(ours, x, cfg), dev, runs, warmup=warmup)
+            m = common.measure(lambda x=x, cfg=cfg: run_network(ours, x, cfg), dev, runs, warmup=warmup,
+                               max_s=plan.max_s)
             record(size, name + (" tiled" if tiled else ""), tiled, m, ref)
         for name, fast in ([] if tiled else ov_nets.items()):
             if name == "openvino f32" and size > plan.fp32_up_to and len(ov_nets) > 1:
                 continue
-            m = common.measure(lambda x=x, fast=fast: run_network(ours, x, configs["fp32"], compiled=fast), dev, runs)
+            m = common.measure(lambda x=x, fast=fast: run_network(ours, x, configs["fp32"], compiled=fast), dev, runs,
+                               max_s=plan.max_s)
             record(size, name, False, m, ref)
         if ov_nets and size == max(plan.sizes):
-            first_calls.append(_first_call_rows(ours, ov_nets, configs["fp32"], size + 16, dev, runs, record))
+            first_calls.append(_first_call_rows(ours, ov_nets, configs["fp32"], size + 16, dev, runs, record,
+                                                plan.max_s))
         if size in plan.compile_sizes:
             _compiled_row(ours, x, configs[compile_name], f"{compile_name}+compile", size, dev, runs, ref, record,
-                          compiles)
+                          compiles, plan.max_s)
         del x, ref
         # a partial report after each size: a run cut short (a busy machine, a time limit) still leaves figures
         partial = {"complete": False, "machine": common.machine(dev), "weights": weights, "rows": rows,
@@ -274,7 +285,8 @@ def _run(args: Any) -> int:
 
 
 def _compiled_row(ours: Any, x: torch.Tensor, cfg: Any, name: str, size: int, dev: str, runs: int,
-                  ref: dict[str, Any] | None, record: Any, compiles: list[dict[str, Any]]) -> None:
+                  ref: dict[str, Any] | None, record: Any, compiles: list[dict[str, Any]],
+                  max_s: float | None) -> None:
     """torch.compile at one fixed shape; the first call (the compile) is timed apart. A machine without a
     working compiler toolchain gets the error recorded instead of losing the rest of the run."""
     from impasto.engine.tiling import run_network
@@ -289,7 +301,7 @@ def _compiled_row(ours: Any, x: torch.Tensor, cfg: Any, name: str, size: int, de
         print(f"{'':>6} {name:>14} failed to compile: {compiles[-1]['error'][:200]}")
         return
     compiles.append({"size": size, "compile_s": time.perf_counter() - start})
-    m = common.measure(lambda: run_network(ours, x, cfg, compiled=compiled), dev, runs)
+    m = common.measure(lambda: run_network(ours, x, cfg, compiled=compiled), dev, runs, max_s=max_s)
     record(size, name, False, m, ref)
     print(f"{'':>6} {'':>14} (compile, first call at {size}x{size}: {compiles[-1]['compile_s']:.1f} s, "
           "not in the latency)")
@@ -355,15 +367,16 @@ def _openvino_nets(net: Any, dev: str, half_name: str, sha: str | None = None,
 
 
 def _first_call_rows(ours: Any, ov_nets: dict[str, Any], cfg: Any, size: int, dev: str, runs: int,
-                     record: Any) -> dict[str, Any]:
-    """The engine's OpenVINO net at a size it has never seen: the first call, then the steady median."""
+                     record: Any, max_s: float | None) -> dict[str, Any]:
+    """The engine's OpenVINO net at a size it has never seen: the first call, then the steady median (the first
+    call was its warm-up)."""
     from impasto.engine.tiling import run_network
 
     name, fast = next(iter(ov_nets.items()))
     x = common.square(CONTENT, size)
     first = common.measure(lambda: run_network(ours, x, cfg, compiled=fast), dev, 1, warmup=0)
     record(size, f"{name} 1st call", False, first, None)
-    steady = common.measure(lambda: run_network(ours, x, cfg, compiled=fast), dev, runs)
+    steady = common.measure(lambda: run_network(ours, x, cfg, compiled=fast), dev, runs, warmup=0, max_s=max_s)
     record(size, name, False, steady, None)
     return {"config": name, "size": size, "first_s": first["median_s"], "steady_s": steady["median_s"]}
 

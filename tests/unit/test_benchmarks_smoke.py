@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -54,6 +55,22 @@ def test_stylize_speed(tmp_path: Path) -> None:
         _has(row, "size", "config", "median_s", "peak_mib", "speedup_vs_reference", "max_diff_pct", "p999_diff_pct")
         if row["config"].startswith("fp32"):  # ours in fp32, whole or tiled, is the reference computation
             assert row["max_diff_pct"] < 0.01, row
+
+
+def test_measure_stops_adding_runs_after_max_seconds() -> None:
+    common = _script("common")
+    calls: list[int] = []
+
+    def slow() -> int:
+        calls.append(1)
+        time.sleep(0.05)
+        return len(calls)
+
+    capped = common.measure(slow, "cpu", runs=10, warmup=1, max_s=0.12)
+    # one warm-up, then timed runs until their sum reached 0.12 s: three of ~0.05 s (a loaded machine: fewer)
+    assert 1 <= len(capped["all_s"]) <= 3 and sum(capped["all_s"][:-1]) < 0.12 <= sum(capped["all_s"])
+    assert capped["result"] == len(calls) == 1 + len(capped["all_s"])
+    assert len(common.measure(slow, "cpu", runs=4, warmup=0)["all_s"]) == 4  # no cap: every run
 
 
 @pytest.mark.usefixtures("shared")
