@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: Any) -> int:
     dev = args.device
     sizes = (32, 48) if args.quick else (256, 512)
-    runs = args.runs or (2 if args.quick else 10)  # timed iterations per implementation and size
+    runs = args.runs or (2 if args.quick else 6)  # timed iterations per implementation and size
     iterations = args.warmup + runs
     load_before = common.load_average()
     print(f"Gatys speed on {common.device_name(dev)}; load average {load_before:.1f}; "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# All four benchmarks on a CUDA GPU in one go (under 8 minutes on an H100/H200), then one compact table.
+# The benchmarks on a CUDA GPU in one go (under 8 minutes on an H100/H200), then one compact table.
 #
 #   bash benchmarks/gpu.sh [OUT_DIR]      (default: $OUT if set, else docs/benchmarks/gpu)
 #   GPU_SH_DRY=1 bash benchmarks/gpu.sh /tmp/x   rehearses the whole script on the CPU with --quick sizes
@@ -42,9 +42,10 @@ step() {  # step NAME LIMIT_S ARGS...: run benchmarks/NAME.py with a time limit,
 # Budgets (s), the sum under 8 minutes: the compile at 1024 and 2048 dominates the first step.
 step stylize_speed 200 --device cuda --sizes 256,512,1024,2048 --tiled 4096 --compile-at 1024,2048
 step gatys_speed 70 --device cuda
-step speed_quality 120 --device cuda --size 512 --iterations 200
-step transport 60
+step speed_quality 110 --device cuda --size 512 --iterations 200
+step transport 40
+step sr_speed 50 --device cuda
 
 echo; echo "==== summary ($OUT_DIR)"
 "$PY" benchmarks/tables.py "$OUT_DIR"
-for k in stylize_speed gatys_speed speed_quality transport; do echo "  $k: ${STATUS[$k]:-not run}"; done
+for k in stylize_speed gatys_speed speed_quality transport sr_speed; do echo "  $k: ${STATUS[$k]:-not run}"; done

@@ -20,7 +20,7 @@ On a CPU without native bf16 (no AVX512-BF16/AMX) the torch bf16 rows are left o
 times slower than fp32 there (20 s against 0.4 s at 256x256 on an AVX2-only EPYC), and the engine runs fp32
 on such a CPU; the tiled and compiled rows run in fp32 instead, and OpenVINO runs f32.
 Each row gives the median latency (of up to N runs: at the defaults a row stops adding runs once they took
-20 s, --max-seconds), the peak memory above the starting level, the speed-up over the reference
+15 s, --max-seconds), the peak memory above the starting level, the speed-up over the reference
 and the largest and 99.9th-percentile absolute output difference as % of the reference output's range.
 
 Weights: by default a full-width network (widths 32/64/128, 5 residual blocks, as in the paper) with fixed
@@ -67,11 +67,11 @@ class Plan:
 # On a 2-core CPU one 4096 run takes one to two minutes (the reference ~60 s and ~11 GB): the tiled path is warmed
 # up on a small image with the same tile size (same kernels, so the one-time costs are paid there) and timed
 # once, the reference skips 4096 (--reference-tiled adds it) and ours runs on torch in fp32 only up to 1024 when
-# a faster path of ours runs beside it. A row stops adding timed runs once they took 20 s (a 2048 reference on
-# a CPU without bf16 takes ~28 s a run): the large sizes then get one or two runs, the count beside each median.
+# a faster path of ours runs beside it. A row stops adding timed runs once they took 15 s (a 2048 reference on
+# a CPU without bf16 takes 16-28 s a run): the large sizes then get one or two runs, the count beside each median.
 DEFAULT = Plan(sizes=(256, 512, 1024, 2048), tiled=4096, tile=512, compile_sizes=(GOAL_SIZE,),
                runs={256: 7, 512: 5, 1024: 5, 2048: 3, 4096: 1}, reference_tiled=False, tiled_configs=("bf16",),
-               fp32_up_to=1024, max_s=20.0)
+               fp32_up_to=1024, max_s=15.0)
 QUICK = Plan(sizes=(32, 64), tiled=96, tile=48, compile_sizes=(), runs={32: 1, 64: 1, 96: 1},
              reference_tiled=True, tiled_configs=("fp32", "bf16"), fp32_up_to=96, max_s=None)
 
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                    "nets (full, default), candy only (--quick's default), or none")
     p.add_argument("--compile-at", type=_ints, help="sizes to also run compiled (default 1024; 0: none)")
     p.add_argument("--max-seconds", type=float, default=None,
-                   help="no further timed run of a row once its runs took this long (default 20; 0: every run; "
+                   help="no further timed run of a row once its runs took this long (default 15; 0: every run; "
                    "--runs alone runs every run)")
     args = p.parse_args(argv)
     with common.quick_threads(args.quick, args.threads):

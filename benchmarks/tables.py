@@ -105,11 +105,22 @@ def transport(r: dict[str, Any]) -> list[str]:
     return out
 
 
+def sr(r: dict[str, Any]) -> list[str]:
+    out = [f"Super-resolution, {r['model']} x{r['scale']} from {r['size']}², whole image. {_machine(r)}", "",
+           "| config | median s | CPU s | runs | peak MiB | vs eager | max diff (levels) | p99.9 diff (levels) |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in r["rows"]:
+        out.append(f"| {row['config']} | {row['median_s']:.3f} | {_num(row.get('cpu_s'), '.2f')} | {row['runs']} | "
+                   f"{row['peak_mib']:.0f} | {row['speedup_vs_eager']:.2f}× | {row['max_levels']:.2f} | "
+                   f"{row['p999_levels']:.3f} |")
+    return [*out, "", f"{r['goal']['verdict']}."]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     folder = Path(args[0]) if args else OUT_DIR
     for name, render in (("stylize_speed", stylize), ("gatys_speed", gatys), ("speed_quality", speed_quality),
-                         ("transport", transport)):
+                         ("transport", transport), ("sr_speed", sr)):
         report = _load(folder, name)
         if report is not None:
             print(f"### {name}\n")

@@ -143,3 +143,18 @@ def test_transport(tmp_path: Path) -> None:
     _has(r, "machine", "runs", "medians_s", "all_s")
     for med in r["medians_s"].values():
         _has(med, "memory_copy_s", "grpcio_client_s", "pure_python_client_s")
+
+
+@pytest.mark.usefixtures("shared")
+def test_sr_speed(tmp_path: Path) -> None:
+    r = _run("sr_speed", tmp_path)
+    _has(r, "machine", "model", "scale", "size", "rows", "goal", "load_average_before_after")
+    assert r["rows"][0]["config"] == "eager fp32" and r["rows"][0]["speedup_vs_eager"] == 1.0
+    from impasto.engine import runtime
+
+    if runtime.openvino_version() is not None:  # the CPU's fast runtime, beside the reference
+        assert "openvino f32" in {row["config"] for row in r["rows"]}
+    for row in r["rows"]:
+        _has(row, "config", "median_s", "runs", "peak_mib", "speedup_vs_eager", "max_levels", "p999_levels")
+        if row["config"].endswith("f32"):  # the same computation in f32 on another runtime
+            assert row["max_levels"] < 1.0, row
