@@ -65,6 +65,15 @@ def autocast_dtype(device: torch.device, bf16: bool | None) -> torch.dtype | Non
     return None
 
 
+def channels_last_pays(device: torch.device, stepped_plan: bool) -> bool:
+    """Whether a network's convolutions should run channels-last on `device`: always on CUDA; on the CPU for
+    networks called layer by layer as modules (the SR nets), where oneDNN's channels-last convolutions ran
+    every bundled SR net 1.6-3.2x faster in eager fp32 (AVX2 EPYC, docs/benchmarks.md) and srgan-x4 from 512²
+    21x (its last 9x9 convolution, 64 to 3 channels at 2048², takes a slow NCHW path). A style net's plan
+    (reflection pads, instance norms, row bands: `stepped_plan`) stays NCHW on the CPU."""
+    return device.type == "cuda" or (device.type == "cpu" and not stepped_plan)
+
+
 def available_memory() -> int:
     """Bytes of host RAM free for new allocations (MemAvailable); 8 GiB where the system does not say."""
     try:

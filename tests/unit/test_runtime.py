@@ -121,6 +121,25 @@ def test_engine_gives_the_same_pixels_on_both_runtimes() -> None:
     assert np.abs(a - ref.upscale(img, 2, model="srgan-x2").array.astype(int)).max() <= 1
 
 
+def test_torch_runs_sr_nets_channels_last_on_the_cpu_with_the_same_pixels() -> None:
+    """The torch runtime's SR nets run channels-last on the CPU (oneDNN's fast layout; docs/benchmarks.md), the
+    style nets' plans NCHW; whole and halo-tiled results stay those of the NCHW network."""
+    ref = _engine("torch")
+    sr_net = ref._network(ref.store.get("srgan-x2", "sr"))[0]
+    style_net = ref._network(ref.store.get("udnie", "style"))[0]
+    assert next(sr_net.parameters()).is_contiguous(memory_format=torch.channels_last)
+    assert next(p for p in style_net.parameters() if p.dim() == 4).is_contiguous()
+    img = _img(45, 38)
+    x = torch.from_numpy(img.array[..., :3].astype(np.float32)).permute(2, 0, 1)[None]
+    with torch.inference_mode():
+        nchw = ref.store.load("srgan-x2", ref.device)(x).clamp(0, 255).round()
+    want = nchw[0].permute(1, 2, 0).numpy().astype(int)
+    whole = ref.upscale(img, 2, model="srgan-x2").array[..., :3].astype(int)
+    tiled = _engine("torch", memory_budget=40 << 20, tile_size=16).upscale(img, 2, model="srgan-x2")
+    assert np.abs(whole - want).max() <= 1
+    assert np.abs(tiled.array[..., :3].astype(int) - want).max() <= 1
+
+
 def test_a_corrupt_or_stale_cache_entry_is_rebuilt() -> None:
     net = _randomise(build_johnson_sr(scale=2, channels=8, blocks=1), seed=3)
     x = _photo(24, 20)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from impasto.cancel import CancelToken, Progress, no_progress
-from impasto.device import autocast_dtype, memory_budget, pick_device
+from impasto.device import autocast_dtype, channels_last_pays, memory_budget, pick_device
 from impasto.engine import runtime, spill
 from impasto.engine.pieces import Pieces
 from impasto.engine.pixels import (
@@ -177,11 +177,11 @@ class Engine:
                 self._cache.move_to_end(info.name)
                 return hit[1], hit[2], hit[3]
             net = self.store.load(info.name, self.device)
-            if self.device.type == "cuda":
+            plan = spec_of(net).plan
+            fast = self._openvino(info, net) if self.runtime == "openvino" else None
+            if fast is None and channels_last_pays(self.device, plan is not None):
                 net = net.to(memory_format=torch.channels_last)
             entry: tuple[nn.Module, nn.Module | None, Pieces | None] = (net, None, None)
-            fast = self._openvino(info, net) if self.runtime == "openvino" else None
-            plan = spec_of(net).plan
             if fast is not None and plan is not None:
                 entry = (net, fast, Pieces(plan, info.sha256 or runtime.module_sha(net), fast.precision))
             elif fast is not None:

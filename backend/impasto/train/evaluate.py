@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from impasto.device import channels_last_pays
 from impasto.errors import InvalidArgument, NotFound
 from impasto.train.common import IMAGE_SUFFIXES, split_held_out
 
@@ -112,6 +113,8 @@ def bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
 def network_upscaler(model: torch.nn.Module, device: str | torch.device = "cpu") -> Upscaler:
     """Wrap an SR network (LR RGB 0-255 -> HR RGB 0-255 tensors) as an Upscaler; output rounded to 8 bits."""
     model = model.to(device).eval()
+    if channels_last_pays(torch.device(device), stepped_plan=False):
+        model = model.to(memory_format=torch.channels_last)
 
     def up(lr: np.ndarray, scale: int) -> np.ndarray:
         x = torch.from_numpy(lr.astype(np.float32)).permute(2, 0, 1)[None].to(device)
