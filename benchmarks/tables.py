@@ -116,11 +116,22 @@ def sr(r: dict[str, Any]) -> list[str]:
     return [*out, "", f"{r['goal']['verdict']}."]
 
 
+def cli(r: dict[str, Any]) -> list[str]:
+    out = [f"The `impasto stylize` process ({r['style']}; {r['photo']}). {_machine(r)}", "",
+           "| photo | whole process s | reference forward s | vs reference | max diff (levels) |",
+           "|---|---:|---:|---:|---:|"]
+    for row in r["rows"]:
+        out.append(f"| {row['width']}×{row['height']} | {row['process_s']:.2f} | {row['reference_forward_s']:.2f} | "
+                   f"{row['speedup_vs_reference_forward']:.2f}× | {_num(row.get('max_diff_levels'), '.2f')} |")
+    return [*out, "", f"{r['goal']['verdict']}."]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     folder = Path(args[0]) if args else OUT_DIR
     for name, render in (("stylize_speed", stylize), ("gatys_speed", gatys), ("speed_quality", speed_quality),
-                         ("transport", transport), ("sr_speed", sr)):
+                         ("transport", transport), ("sr_speed", sr),
+                         ("cli_speed", cli)):
         report = _load(folder, name)
         if report is not None:
             print(f"### {name}\n")

@@ -158,3 +158,14 @@ def test_sr_speed(tmp_path: Path) -> None:
         _has(row, "config", "median_s", "runs", "peak_mib", "speedup_vs_eager", "max_levels", "p999_levels")
         if row["config"].endswith("f32"):  # the same computation in f32 on another runtime
             assert row["max_levels"] < 1.0, row
+
+
+@pytest.mark.usefixtures("shared")
+def test_cli_speed(tmp_path: Path) -> None:
+    r = _run("cli_speed", tmp_path)
+    _has(r, "machine", "style", "rows", "median_speedup", "goal", "load_average_before_after")
+    (row,) = r["rows"]
+    _has(row, "width", "height", "process_s", "reference_forward_s", "speedup_vs_reference_forward")
+    assert row["process_s"] > 0 and row["reference_forward_s"] > 0
+    # the process wrote the style network's picture: the reference's, to rounding (OpenVINO f32 against torch)
+    assert row["max_diff_levels"] <= 2.0, row
