@@ -66,7 +66,7 @@ def _run(args: Any) -> int:
 
         def eager_cl() -> torch.Tensor:
             with torch.inference_mode():
-                return net_cl(x.contiguous(memory_format=torch.channels_last)).float().contiguous()
+                return net_cl(x.contiguous(memory_format=torch.channels_last)).float()
 
         runners["eager fp32 channels-last"] = eager_cl
     prepare_s = None
@@ -86,7 +86,7 @@ def _run(args: Any) -> int:
 
         cfg = Engine(EngineConfig(device=dev)).run_config()
         if cfg.autocast is not None:
-            half = str(cfg.autocast).replace("torch.", "").replace("bfloat16", "bf16").replace("float16", "fp16")
+            half = "bf16" if cfg.autocast == torch.bfloat16 else "fp16"
             runners[f"torch {half}"] = lambda: run_network(net, x, cfg)
         else:
             print("OpenVINO does not run here (not the CPU, or not installed) and no autocast: eager only")

@@ -77,8 +77,9 @@ def shorten(text: str, limit: int = MAX_DETAILS) -> str:
 def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> NoReturn:
     """The one place where errors become gRPC statuses."""
     if isinstance(exc, ImpastoError):
-        code, message = grpc.StatusCode[exc.code], f"{exc.message}; {exc.hint}" if exc.hint else exc.message
-        log.info("%s refused (%s): %s", method, exc.code, shorten(message))
+        code = grpc.StatusCode[exc.code]
+        message = shorten(f"{exc.message}; {exc.hint}" if exc.hint else exc.message)
+        log.info("%s refused (%s): %s", method, exc.code, message)
     elif isinstance(exc, grpc.RpcError) or not context.is_active():
         # The request stream raises a bare RpcError when the client cancels, disconnects or runs out of time
         # (or the idle watch closed the call): an ordinary end of a call, not a bug.
@@ -86,9 +87,10 @@ def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> No
         code, message = grpc.StatusCode.CANCELLED, "the call was cancelled"
     else:
         log.error("unexpected error in %s", method, exc_info=exc)
-        code, message = grpc.StatusCode.INTERNAL, f"internal error in {method}: {exc!r} (a bug; see the server log)"
+        code = grpc.StatusCode.INTERNAL
+        message = shorten(f"internal error in {method}: {exc!r} (a bug; see the server log)")
     _drop_tracebacks(exc)
-    context.abort(code, shorten(message))
+    context.abort(code, message)
     raise AssertionError("unreachable: context.abort raises")
 
 
