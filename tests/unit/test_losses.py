@@ -90,3 +90,37 @@ def test_gram_of_bf16_features_is_fp32_in_slices(monkeypatch: pytest.MonkeyPatch
     torch.testing.assert_close(g, ref)
     assert f.grad is not None and f.grad.dtype == torch.bfloat16
     torch.testing.assert_close(f.grad.float(), wide.grad, atol=2e-3, rtol=1e-2)  # rounded to bf16 at the end
+
+
+def test_grid_loss_sees_a_pattern_fixed_to_the_4_pixel_period() -> None:
+    from impasto.train.losses import grid_loss
+
+    torch.manual_seed(0)
+    noise = 100 + torch.rand(2, 3, 64, 64) * 40  # texture at no fixed phase: its phase means agree
+    pattern = torch.zeros(4, 4)
+    pattern[0, 0], pattern[2, 1] = 16.0, -16.0  # mean 0: the variance of the 16 phase values is 32
+    base = grid_loss(noise).item()
+    assert base < 2
+    with_grid = grid_loss(noise + pattern.repeat(16, 16)).item()
+    assert with_grid > base + 16  # most of the pattern's variance survives the detail filter
+    # the same pattern at period 3 is not the network's period: far less of it is seen
+    three = torch.zeros(3, 3)
+    three[0, 0], three[2, 1] = 16.0, -16.0
+    assert grid_loss(noise[..., :63, :63] + three.repeat(21, 21)).item() < base + 8
+    # and it trains: the gradient points the pattern away
+    x = (noise + pattern.repeat(16, 16)).requires_grad_()
+    grid_loss(x).backward()
+    assert x.grad is not None and float((x.grad[0, 0, 0::4, 0::4]).mean()) > 0
+
+
+def test_perceptual_loss_adds_the_grid_term_with_its_weight() -> None:
+    torch.manual_seed(0)
+    net = LossNet(VGG16, ["relu2_2"])
+    content = torch.rand(1, 3, 16, 16) * 255
+    off = PerceptualLoss(net, "relu2_2", (), LossWeights(content=1, style=0, tv=0))
+    on = PerceptualLoss(net, "relu2_2", (), LossWeights(content=1, style=0, tv=0, grid=100.0))
+    out = content + torch.rand(1, 3, 16, 16) * 20
+    t_off, terms_off = off(out, content)
+    t_on, terms_on = on(out, content)
+    assert "grid" not in terms_off and terms_on["grid"] > 0
+    assert t_on.item() == pytest.approx(t_off.item() + 100.0 * terms_on["grid"], rel=1e-5)

@@ -97,8 +97,9 @@ def test_style_ramp_trains_content_first(photos: Path, style_image: Path, tmp_pa
     # during the ramp's first step the style term weighs nothing: the loss is the content (+TV) alone
     run = train_style(_style_cfg(photos, style_image, tmp_path / "run", iterations=3, style_ramp=2), show_bar=False)
     first, last = run.history[0], run.history[-1]
-    assert first["total"] == pytest.approx(first["content"] + 1e-4 * first["tv"], rel=1e-5)
-    assert last["total"] == pytest.approx(last["content"] + 10 * last["style"] + 1e-4 * last["tv"], rel=1e-5)
+    assert first["total"] == pytest.approx(first["content"] + 1e-4 * first["tv"] + 1e4 * first["grid"], rel=1e-5)
+    assert last["total"] == pytest.approx(last["content"] + 10 * last["style"] + 1e-4 * last["tv"]
+                                          + 1e4 * last["grid"], rel=1e-5)
 
 
 def test_resumed_run_equals_uninterrupted(photos: Path, style_image: Path, tmp_path: Path) -> None:
@@ -134,6 +135,25 @@ def test_style_model_lands_in_the_store(photos: Path, style_image: Path, tmp_pat
     x = torch.rand(1, 3, 32, 32) * 255
     with torch.no_grad():
         torch.testing.assert_close(net(x), run.model(x), atol=1.0, rtol=0.02)  # the store keeps fp16
+
+
+def test_init_from_starts_where_the_trained_network_ended(photos: Path, style_image: Path, tmp_path: Path) -> None:
+    from impasto.errors import InvalidArgument
+    from impasto.models.store import ModelStore
+
+    first = train_style(_style_cfg(photos, style_image, tmp_path / "a", iterations=16), show_bar=False)
+    store = ModelStore(user_dir=tmp_path / "store", bundled_dir=None)
+    path = save_style_model(first, store).path
+    assert path is not None
+    # one more iteration from the saved file: it starts near where the first run ended, not where it began
+    again = train_style(_style_cfg(photos, style_image, tmp_path / "b", iterations=1, init_from=str(path)),
+                        show_bar=False)
+    assert again.config.init_from == str(path)
+    assert again.history[0]["total"] < 0.7 * first.history[0]["total"]
+    # a network of another shape is refused with what to check, before any training
+    with pytest.raises(InvalidArgument, match="not a network of this shape"):
+        train_style(_style_cfg(photos, style_image, tmp_path / "c", iterations=1, init_from=str(path),
+                               widths=(8, 16, 32)), show_bar=False)
 
 
 def test_degrade_blurs_then_downsamples() -> None:

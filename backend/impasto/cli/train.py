@@ -59,6 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--style-weight", type=float)
     st.add_argument("--style-ramp", type=int,
                     help="iterations over which the style weight rises from 0, content first (default 400; 0: off)")
+    st.add_argument("--grid-weight", type=float,
+                    help="weight of the penalty on a texture fixed to the network's 4-pixel period "
+                         "(default 1e4; 0: off)")
+    st.add_argument("--init-from", metavar="MODEL",
+                    help="start from this style network's weights (a store name or a .safetensors file): "
+                         "fine-tune it instead of training from scratch")
     st.add_argument("--content-layer")
     st.add_argument("--style-layers", type=_names, help="comma-separated, e.g. relu1_2,relu2_2,relu3_3")
     st.add_argument("--widths", type=_ints, help="channel widths, e.g. 32,64,128 (the paper's)")
@@ -277,8 +283,9 @@ def _eval_style(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print("grid: spread of the detail layer's mean over the 4x4 pixel positions; top/bottom/left/right: "
-              "outer 3 rows minus rows 8-15 in")
+        print("grid: spread of the detail layer's mean over the 4x4 pixel positions; local: RMS of a 4-pixel "
+              "pattern in 16-pixel blocks, however it varies between them; top/bottom/left/right: outer 3 rows "
+              "minus rows 8-15 in")
     return 0
 
 

@@ -84,6 +84,7 @@ def run(
     content_weight: float | None = None,
     style_weight: float | None = None,
     tv_weight: float | None = None,
+    grid_weight: float | None = None,
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
@@ -100,7 +101,7 @@ def run(
     network's convolutions in that precision (Gram matrices and losses stay fp32; the style and content
     targets are computed in fp32). `progress(stage, fraction)` and `cancel.check()` are called between
     iterations; a cancel raises `Cancelled` out of here. A weight of None means the default (content 1,
-    style 1e2, TV 0)."""
+    style 1e2, TV 0, grid 0; the grid term is train.losses.grid_loss, which our style networks train with)."""
     device = torch.device(device)
     entry = LOSS_NETS[loss_net] if loss_net in LOSS_NETS else None
     if entry is None:
@@ -117,6 +118,7 @@ def run(
             content=DEFAULT_CONTENT_WEIGHT if content_weight is None else content_weight,
             style=DEFAULT_STYLE_WEIGHT if style_weight is None else style_weight,
             tv=tv_weight or 0.0,
+            grid=grid_weight or 0.0,
         ),
     )
     content = content.to(device, torch.float32)
