@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from impasto.cli import main
-from impasto.train.artifacts import edge_bands, grid_means, grid_spread
+from impasto.train.artifacts import edge_bands, grid_means, grid_spread, local_grid
 from PIL import Image
 
 SAMPLES = Path(__file__).parents[2] / "backend" / "impasto" / "data" / "samples"
@@ -44,6 +44,24 @@ def test_clean_images_have_no_grid() -> None:
     assert grid_spread(photo) < 1.5  # the photos: 0.5-1.5
 
 
+def test_the_local_grid_sees_a_pattern_that_cancels_over_the_image() -> None:
+    rng = np.random.default_rng(3)
+    cell = rng.uniform(-8, 8, (4, 4))
+    cell -= cell.mean()
+    rms = float(np.sqrt((cell**2).mean()))
+    pattern = np.tile(cell, (32, 40))
+    pattern[:, 80:] *= -1  # one sign on the left half, the other on the right: the image means cancel
+    img = _smooth() + pattern[..., None]
+    assert grid_spread(img) < 0.5
+    assert local_grid(img) == pytest.approx(rms, rel=0.1)
+    # texture at no fixed phase is taken out: noise of 10 levels leaves well under 1
+    noisy = _smooth() + rng.normal(0, 10, (128, 160))[..., None]
+    assert local_grid(noisy) < 1.0
+    assert local_grid(noisy + pattern[..., None]) == pytest.approx(rms, rel=0.2)
+    photo = np.asarray(Image.open(SAMPLES / "chelsea.png").convert("RGB"))
+    assert local_grid(photo) < 1.0
+
+
 def test_a_known_edge_band() -> None:
     img = np.full((64, 80, 3), 128.0)
     img[:3] -= 40.0  # dark top frame, 3 rows
@@ -75,7 +93,7 @@ def test_cli_eval_style(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     out = json.loads(capsys.readouterr().out)
     assert out["photos"] == ["p"] and list(out["styles"]) == ["udnie"]
     row = out["styles"]["udnie"]["photos"]["p"]
-    assert set(row["output"]) == {"grid", "top", "bottom", "left", "right"}
+    assert set(row["output"]) == {"grid", "local", "top", "bottom", "left", "right"}
     assert row["photo"]["grid"] < 0.5 and row["output"]["grid"] > row["photo"]["grid"]  # 8-bit rounding
     assert out["styles"]["udnie"]["mean"] == row
     assert main(argv) == 0

@@ -6,6 +6,12 @@
   positions (y mod 4, x mod 4), away from a 16 px border; the spread (max - min) of those 16 means. A photo's
   texture has no fixed phase, so its means agree (well under 2 levels); a grid the network adds at a fixed phase
   moves them apart by its amplitude.
+* **Local grid.** The spread above is of means over the whole image, so a grid whose sign or phase changes
+  with the content (one way in the light areas, the other in the dark) can cancel in it and stay visible.
+  Measure: the same phase means in each 16 x 16 block (16 pixels per phase), their variance less what the
+  block's own texture at no fixed phase gives it (15/16 of the within-phase variance / 16), clamped at 0;
+  the square root of its mean over the blocks: the RMS amplitude, in grey levels, of a period-4 pattern
+  however it varies from block to block (a photo: about 0.5).
 * **Edge band.** Zero padding lets a network treat the image border differently: a dark or light frame, or marks
   along one side. Measure, per edge (top, bottom, left, right): the mean of the outer 3 rows (columns) minus the
   mean of the rows (columns) 8 to 15 in from that edge (0 = the outermost). Compare the stylized image with its
@@ -59,6 +65,23 @@ def grid_spread(img: np.ndarray, period: int = 4, margin: int = 16, sigma: float
     return float(m.max() - m.min())
 
 
+def local_grid(img: np.ndarray, block: int = 16, period: int = 4, margin: int = 16, sigma: float = 2.0) -> float:
+    """The local grid measure (module docstring): RMS period-`period` pattern over `block`-pixel blocks."""
+    if block % period or margin % period:
+        raise ValueError("the block and margin must be multiples of the period")
+    d = detail_layer(img, sigma)
+    if margin:
+        d = d[margin:-margin, margin:-margin]
+    h, w, c = d.shape[0] // block * block, d.shape[1] // block * block, block // period
+    if not h or not w:
+        raise ValueError(f"image too small for the local grid measure ({img.shape[:2]}, margin {margin})")
+    t = d[:h, :w].reshape(h // block, c, period, w // block, c, period)  # block y, cell y, phase y, ... x
+    between = t.mean(axis=(1, 4)).var(axis=(1, 3))  # per block: variance of its period x period phase means
+    within = t.var(axis=(1, 4), ddof=1).mean(axis=(1, 3))  # per block: the texture's variance at one phase
+    excess = between - (1 - 1 / period**2) * within / c**2  # what a pattern at no fixed phase leaves
+    return float(np.sqrt(np.maximum(excess, 0.0).mean()))
+
+
 def edge_bands(img: np.ndarray, outer: int = 3, inner: tuple[int, int] = (8, 16)) -> dict[str, float]:
     """Per edge: mean of the outer `outer` rows/columns minus mean of rows/columns inner[0] .. inner[1]-1 in."""
     g = _grey(img)
@@ -70,8 +93,8 @@ def edge_bands(img: np.ndarray, outer: int = 3, inner: tuple[int, int] = (8, 16)
 
 
 def artifact_measures(img: np.ndarray) -> dict[str, float]:
-    """Both measures of one image: {"grid": spread, "top": band, "bottom": ..., "left": ..., "right": ...}."""
-    return {"grid": grid_spread(img), **edge_bands(img)}
+    """The measures of one image: {"grid": spread, "local": local grid, "top": band, "bottom": ..., ...}."""
+    return {"grid": grid_spread(img), "local": local_grid(img), **edge_bands(img)}
 
 
 def summarize(rows: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
@@ -85,7 +108,7 @@ def summarize(rows: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[st
 
 def format_table(title: str, rows: dict[str, dict[str, dict[str, float]]]) -> str:
     """A text table: one row per photo and the mean; each cell 'stylized (photo)'."""
-    cols = ("grid", *EDGES)
+    cols = ("grid", "local", *EDGES)
     lines = [title, f"{'photo':16s}" + "".join(f"{c:>18s}" for c in cols)]
     for name, r in [*rows.items(), ("mean", summarize(rows))]:
         lines.append(f"{name:16s}" + "".join(f"{r['output'][c]:9.2f} ({r['photo'][c]:6.2f})" for c in cols))
