@@ -42,7 +42,7 @@ step() {  # step NAME LIMIT_S ARGS...: run benchmarks/NAME.py with a time limit,
 # Budgets (s), the sum under 8 minutes: the compile at 1024 and 2048 dominates the first step.
 step stylize_speed 200 --device cuda --sizes 256,512,1024,2048 --tiled 4096 --compile-at 1024,2048
 step gatys_speed 70 --device cuda
-step speed_quality 110 --device cuda --size 512 --iterations 200
+step speed_quality 110 --device cuda --size 512 --iterations 200 --photos 2 --gatys-runs 2
 step transport 40
 step sr_speed 50 --device cuda
 

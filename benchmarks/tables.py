@@ -88,6 +88,22 @@ def speed_quality(r: dict[str, Any]) -> list[str]:
                        f"({_num(tc, '.2f')}) | {_num(speed, '.0f', '×')} ({_num(speed_cpu, '.0f', '×')}) "
                        f"| {c['final_loss'] / ff['loss']:.3f} |")
             name = ff_time = ff_loss = ""  # once per pair
+    return out + speed_quality_summary(r)
+
+
+def speed_quality_summary(r: dict[str, Any]) -> list[str]:
+    """The speed-up at equal loss across the pairs, with its spread ('>': a pair not reached, a lower bound)."""
+    if "summary" not in r:
+        return []
+    out = ["", "| Gatys from | pairs | not reached | median | IQR (q1 – q3) | min – max | median on CPU s "
+               "| per style (median) |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for init, s in r["summary"].items():
+        gt = ">" if s["lower_bounds"] else ""
+        styles = ", ".join(f"{name} {gt if v['not_reached'] else ''}{v['median']:.0f}×"
+                           for name, v in s["per_style"].items())
+        out.append(f"| {init} | {s['pairs']} | {s['not_reached']} | {gt}{s['median']:.1f}× | {s['iqr']:.1f}× "
+                   f"({s['q1']:.1f} – {s['q3']:.1f}) | {gt}{s['min']:.1f}× – {gt}{s['max']:.1f}× "
+                   f"| {gt}{s['cpu']['median']:.1f}× | {styles} |")
     return out
 
 

@@ -109,7 +109,7 @@ def test_gatys_speed(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("shared")
 def test_speed_quality(tmp_path: Path) -> None:
-    r = _run("speed_quality", tmp_path)
+    r = _run("speed_quality", tmp_path, "--gatys-runs", "2")
     _has(r, "machine", "pairs", "iterations", "load_average_before_after")
     pair = r["pairs"][0]
     _has(pair, "content", "style", "feedforward", "gatys", "speedup_at_equal_loss")
@@ -121,6 +121,36 @@ def test_speed_quality(tmp_path: Path) -> None:
         assert curve["times_s"] == sorted(curve["times_s"])
     # Gatys started from the feed-forward output starts at the feed-forward loss
     assert pair["gatys"]["feedforward"]["history"][0] == pytest.approx(pair["feedforward"]["loss"], rel=1e-4)
+    # only networks we trained, each scored on the objective it was trained on (a converted one has none)
+    own = _script("speed_quality").own_styles()
+    assert own and r["styles"] == own[:1]
+    for p in r["pairs"]:
+        assert p["style"] in own and p["objective"]["loss_net"] == "vgg19-partial" and p["objective"]["content_layer"]
+    # loading is out of both times: the Gatys runs found the loss network already in gatys's cache
+    assert r["loss_net_loads_while_timed"] == 0
+    for init, curve in pair["gatys"].items():  # every run kept; the curve's times are their per-iteration medians
+        assert r["gatys_runs"] == 2 and len(curve["runs"]) == (1 if init == "feedforward" else 2)
+        assert curve["histories_agree"] is True  # the same start gives the same losses
+        first, *more = curve["runs"]
+        assert len(first["history"]) == len(first["times_s"]) == r["iterations"] + 1
+        assert curve["history"] == first["history"]
+        for run in more:  # the repeats time the race: they stop where the first run reached the network's loss
+            k = curve["reach_iteration"]
+            assert len(run["times_s"]) == (r["iterations"] if k is None else max(k, 1)) + 1
+    for init in ("content", "noise"):
+        s = r["summary"][init]
+        _has(s, "median", "q1", "q3", "iqr", "min", "max", "pairs", "not_reached", "not_reached_pairs", "per_style")
+        assert s["min"] <= s["q1"] <= s["median"] <= s["q3"] <= s["max"]
+        assert s["iqr"] == pytest.approx(s["q3"] - s["q1"])
+        assert s["pairs"] == len(r["pairs"]) and set(s["per_style"]) == set(r["styles"])
+        missed = [p for p in r["pairs"] if p["gatys"][init]["reach_iteration"] is None]
+        assert s["not_reached"] == len(missed) == len(s["not_reached_pairs"])  # counted, not dropped
+        for p in r["pairs"]:
+            c = p["gatys"][init]
+            if c["reach_iteration"] is None:
+                assert c["speedup_at_equal_loss"] is None and c["speedup_lower_bound"] > 0
+            else:
+                assert c["speedup_at_equal_loss"] == pytest.approx(c["reach_time_s"] / p["feedforward"]["time_s"])
 
 
 @pytest.mark.usefixtures("shared")
