@@ -34,6 +34,8 @@ VGG = "loss network VGG-19 conv1_1-conv3_4 (Simonyan & Zisserman, CC BY 4.0)"
 STYLES = {  # bundled name -> (display name, artwork)
     "starry-night": ("The Starry Night (ours)", "Vincent van Gogh, The Starry Night (1889)"),
     "composition-vii": ("Composition VII (ours)", "Wassily Kandinsky, Composition VII (1913)"),
+    "woman-with-a-hat": ("Woman with a Hat (ours)", "Henri Matisse, Woman with a Hat (1905)"),
+    "great-wave": ("The Great Wave (ours)", "Katsushika Hokusai, The Great Wave off Kanagawa (c. 1831)"),
 }
 
 
