@@ -46,9 +46,15 @@ from reference import reference_net
 
 GOAL_SIZE, GOAL_SPEEDUP, GOAL_DIFF_PCT = 1024, 4.0, 2.0
 FAST_SPEEDUP, FAST_MEDIAN_S = 10.0, 0.3  # issue 13, OpenVINO at GOAL_SIZE
-BUNDLED = ("starry-night", "composition-vii", "scream", "udnie", "wave", "wreck")
 REDUCED = "weights/style_nets/pytorch_examples_reduced/saved_models_nc16/candy_nc16_b1_e2_1e05_1e10.model"
 CONTENT = "content_images/chicago.jpg"
+
+
+def bundled_styles() -> list[str]:
+    """Every style that ships, ours and converted."""
+    from impasto.models.store import ModelStore
+
+    return sorted(m.name for m in ModelStore().list("style") if m.bundled)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,7 +339,7 @@ def _trained_check(plan: Plan, fp32: Any, half: Any, dev: str, quick: bool, half
         out.append({"weights": f"pytorch/examples {name}, width 16", "against": "reference fp32", "size": size,
                     "config": label, "max_diff_pct": mx, "p999_diff_pct": p999})
     store = ModelStore()
-    for name in () if quick else BUNDLED:
+    for name in () if quick else bundled_styles():
         net, info = store.load(name, dev), store.get(name)
         ref = run_network(net, x, fp32)
         variant = "Engstrom variant" if info.arch == "engstrom" else "pytorch/examples form"

@@ -17,6 +17,7 @@ from impasto.engine.engine import Engine, EngineConfig
 from impasto.engine.pixels import PixelBuffer, PixelFormat
 from impasto.engine.tiling import RunConfig, run_network
 from impasto.errors import Cancelled
+from impasto.models.store import ModelStore
 from impasto.nets.blocks import UpsampleConvLayer
 from impasto.nets.engstrom import build_engstrom
 from impasto.nets.johnson import build_johnson
@@ -27,7 +28,7 @@ pytestmark = [pytest.mark.skipif(runtime.openvino_version() is None, reason="Ope
               pytest.mark.usefixtures("openvino_cache")]
 
 SAMPLE = Path(__file__).resolve().parents[2] / "backend/impasto/data/samples/astronaut.png"
-BUNDLED_STYLES = ["starry-night", "composition-vii", "scream", "wave", "wreck", "udnie"]
+BUNDLED_STYLES = sorted(m.name for m in ModelStore().list("style") if m.bundled)  # every one, as it ships
 MAX_LEVELS = 0.02 * 255  # issue 13: reduced precision stays within 2% of range of fp32 torch
 
 
@@ -88,8 +89,6 @@ def test_engine_tiles_on_openvino_and_matches_torch() -> None:
 def test_bundled_style_tiled_in_reduced_precision_stays_within_2_percent(name: str) -> None:
     """The engine's precision on this CPU (bf16 where it has AVX512-BF16/AMX and the whole network measured
     close enough, else f32), tiled on OpenVINO, against untiled fp32 torch."""
-    from impasto.models.store import ModelStore
-
     store = ModelStore()
     net, info = store.load(name), store.get(name)
     precision = runtime.prepare(net, runtime.precision_for(torch.bfloat16), info.sha256).precision

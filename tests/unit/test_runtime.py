@@ -16,6 +16,7 @@ from impasto.engine.engine import Engine, EngineConfig
 from impasto.engine.pixels import PixelBuffer, PixelFormat
 from impasto.engine.tiling import RunConfig, run_network
 from impasto.errors import Cancelled, InvalidArgument
+from impasto.models.store import ModelStore
 from impasto.nets.engstrom import build_engstrom
 from impasto.nets.johnson import build_johnson
 from impasto.nets.sr import build_johnson_sr
@@ -26,7 +27,7 @@ pytestmark = [pytest.mark.skipif(runtime.openvino_version() is None, reason="Ope
               pytest.mark.usefixtures("openvino_cache")]
 
 SAMPLE = Path(__file__).resolve().parents[2] / "backend/impasto/data/samples/chelsea.png"
-BUNDLED_STYLES = ["starry-night", "composition-vii", "scream", "wave", "wreck", "udnie"]
+BUNDLED_STYLES = sorted(m.name for m in ModelStore().list("style") if m.bundled)  # every one, as it ships
 MAX_LEVELS = 0.02 * 255  # issue 13: reduced precision stays within 2% of range of fp32 torch
 
 
@@ -88,8 +89,6 @@ def test_bundled_style_in_reduced_precision_stays_within_2_percent(name: str, sh
     measures too coarse in bf16) against fp32 torch, on a photo the measurement did not see;
     benchmarks/stylize_speed.py checks the same at 1024x1024."""
     from impasto.device import autocast_dtype
-    from impasto.models.store import ModelStore
-
     store = ModelStore()
     net, info = store.load(name), store.get(name)
     precision = runtime.precision_for(autocast_dtype(torch.device("cpu"), None))
