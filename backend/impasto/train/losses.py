@@ -88,19 +88,27 @@ def tv_loss(image: Tensor) -> Tensor:
     return dh.float().pow(2).mean() + dw.float().pow(2).mean()
 
 
+def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur, radius ceil(3σ), reflect padding. (B, C, H, W) -> same."""
+    if sigma <= 0:
+        return x
+    r = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-r, r + 1, dtype=torch.float32, device=x.device)
+    k = torch.exp(-(t**2) / (2 * sigma**2))
+    k = (k / k.sum()).to(x.dtype)
+    c = x.shape[1]
+    x = F.pad(x, (r, r, r, r), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
 def grid_loss(image: Tensor, period: int = 4, sigma: float = 2.0) -> Tensor:
     """The variance, over the period x period pixel phases, of the image's mean fine detail (the image minus a
     Gaussian blur of σ `sigma`), per image and channel, averaged. A photo's texture has no fixed phase, so its
     phase means agree; a texture the network lays at its own 4-pixel period (two stride-2 layers) does not.
     The measure in train/artifacts.py is the spread of the same means, on grey values."""
     x = image.float()
-    r, c = math.ceil(3 * sigma), x.shape[1]
-    t = torch.arange(-r, r + 1, dtype=torch.float32, device=x.device)
-    k = torch.exp(-(t**2) / (2 * sigma**2))
-    k = k / k.sum()
-    blur = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    blur = F.conv2d(F.pad(blur, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-    d = x - blur
+    d = x - gaussian_blur(x, sigma)
     h, w = d.shape[-2] // period * period, d.shape[-1] // period * period
     means = d[..., :h, :w].reshape(*d.shape[:2], h // period, period, w // period, period).mean(dim=(2, 4))
     return means.flatten(2).var(dim=2, unbiased=False).mean()

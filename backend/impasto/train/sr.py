@@ -8,7 +8,6 @@ variation term. We use the offline VGG-19's relu2_2 unless VGG-16 weights are gi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from impasto.errors import InvalidArgument
 from impasto.nets.sr import build_johnson_sr
 from impasto.nets.vgg import load_loss_net
 from impasto.train.common import ImageFolder, fit, image_grid, load_checkpoint, resumed_length, training_record
-from impasto.train.losses import LossWeights, PerceptualLoss, pixel_loss, tv_loss
+from impasto.train.losses import LossWeights, PerceptualLoss, gaussian_blur, pixel_loss, tv_loss
 
 
 @dataclass(frozen=True)
@@ -63,20 +62,6 @@ class SRConfig:
         if self.patch_size % self.scale:
             raise InvalidArgument(f"--patch-size {self.patch_size} is not a multiple of the scale {self.scale}")
         return replace(self, out_dir=self.out_dir or str(Path("impasto-train") / self.name))
-
-
-def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur, radius ceil(3σ), reflect padding. (B, C, H, W) -> same."""
-    if sigma <= 0:
-        return x
-    r = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-r, r + 1, dtype=torch.float32, device=x.device)
-    k = torch.exp(-(t**2) / (2 * sigma**2))
-    k = (k / k.sum()).to(x.dtype)
-    c = x.shape[1]
-    x = F.pad(x, (r, r, r, r), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def degrade(hr: Tensor, scale: int, sigma: float = 1.0) -> Tensor:
