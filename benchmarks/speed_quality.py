@@ -375,18 +375,11 @@ def summarise(pairs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def print_summary(summary: dict[str, Any], n: int) -> None:
+    import tables  # the docs' renderer: one table of the summary, printed here as it appears there
+
     print(f"\nfeed-forward speed-up at equal loss (Gatys wall time to first reach the network's loss / feed-forward "
           f"wall time), across {n} pairs; '>' marks a lower bound (a pair not reached in the iterations)")
-    print(f"  {'Gatys from':>10} {'pairs':>5} {'missed':>6} {'median':>9} {'IQR (q1 - q3)':>20} {'min':>9} "
-          f"{'max':>9} {'median on CPU s':>15}  per style (median)")
-    for init, s in summary.items():
-        gt = ">" if s["lower_bounds"] else ""
-        styles = ", ".join(f"{name} {gt if v['not_reached'] else ''}{v['median']:.1f}x"
-                           for name, v in s["per_style"].items())
-        quartiles = f"{s['iqr']:.1f}x ({s['q1']:.1f} - {s['q3']:.1f})"
-        print(f"  {init:>10} {s['pairs']:>5} {s['not_reached']:>6} {gt + format(s['median'], '.1f') + 'x':>9} "
-              f"{quartiles:>20} {gt + format(s['min'], '.1f') + 'x':>9} {gt + format(s['max'], '.1f') + 'x':>9} "
-              f"{gt + format(s['cpu']['median'], '.1f') + 'x':>15}  {styles}")
+    print("\n".join(tables.speed_quality_summary({"summary": summary})))
 
 
 # ---- plot ----
